@@ -1,0 +1,113 @@
+"""Noise-level grids for the probability-flow ODE in EDM (VE) form.
+
+A grid is a 1-D tensor of noise levels sigma_0 > sigma_1 > ... > sigma_n >= 0, walked from the first
+entry (pure noise) to the last (data). Only the last level may be 0; a step to sigma = 0 is a plain
+Euler step that outputs the denoiser's estimate (Karras et al. 2022, "EDM", Alg. 1).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "edm_sigmas",
+    "logsnr_sigmas",
+    "uniform_sigmas",
+    "append_zero",
+    "check_sigmas",
+]
+
+
+def _check_range(n_steps: int, sigma_min: float, sigma_max: float) -> None:
+    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if not (0 < sigma_min < sigma_max):
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+        )
+
+
+def edm_sigmas(
+    n_steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""The polynomial ("rho") grid of EDM, ``n_steps + 1`` levels from ``sigma_max`` to ``sigma_min``.
+
+    .. math:: \sigma_i = \Big(\sigma_{\max}^{1/\rho} + \tfrac{i}{n}\big(\sigma_{\min}^{1/\rho}
+              - \sigma_{\max}^{1/\rho}\big)\Big)^{\rho}, \qquad i = 0, \dots, n.
+
+    Karras et al. 2022, Eq. (5); ``rho = 7`` is their default, ``rho = 1`` is uniform in sigma and
+    ``rho -> inf`` is uniform in log sigma (:func:`logsnr_sigmas`).
+    """
+    _check_range(n_steps, sigma_min, sigma_max)
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    ramp = torch.linspace(0, 1, n_steps + 1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min  # exact end points despite round-off
+    return sigmas.to(dtype=dtype, device=device)
+
+
+def logsnr_sigmas(
+    n_steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""Levels uniform in log sigma (equivalently in logSNR = -2 log sigma), ``n_steps + 1`` of them."""
+    _check_range(n_steps, sigma_min, sigma_max)
+    logs = torch.linspace(math.log(sigma_max), math.log(sigma_min), n_steps + 1, dtype=torch.float64)
+    sigmas = logs.exp()
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min
+    return sigmas.to(dtype=dtype, device=device)
+
+
+def uniform_sigmas(
+    n_steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""Levels uniform in sigma, ``n_steps + 1`` of them (the ``rho = 1`` member of the EDM family)."""
+    _check_range(n_steps, sigma_min, sigma_max)
+    return torch.linspace(sigma_max, sigma_min, n_steps + 1, dtype=dtype, device=device)
+
+
+def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    """The grid with a final level 0 appended (the last step then outputs the denoiser's estimate)."""
+    sigmas = check_sigmas(sigmas)
+    if sigmas[-1] == 0:
+        raise ValueError("the grid already ends at 0")
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def check_sigmas(sigmas) -> torch.Tensor:
+    """Validate a noise grid and return it as a tensor.
+
+    A grid is 1-D, has at least two levels, is finite, strictly decreasing, and non-negative (only the
+    last level may be 0). Raises ``ValueError`` with the reason otherwise.
+    """
+    if not isinstance(sigmas, torch.Tensor):
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    if sigmas.ndim != 1:
+        raise ValueError(f"a noise grid must be 1-D, got shape {tuple(sigmas.shape)}")
+    if sigmas.numel() < 2:
+        raise ValueError("a noise grid needs at least two levels (one step)")
+    if not torch.isfinite(sigmas).all():
+        raise ValueError("a noise grid must be finite")
+    if (sigmas < 0).any():
+        raise ValueError(f"noise levels must be non-negative, got min {sigmas.min().item()}")
+    if not (sigmas[1:] < sigmas[:-1]).all():
+        raise ValueError("a noise grid must be strictly decreasing (from sigma_max to sigma_min)")
+    return sigmas
