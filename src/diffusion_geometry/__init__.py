@@ -6,7 +6,7 @@ Import as ``import diffusion_geometry as dg``. Modules: :mod:`.schedules` (noise
 :mod:`.geometry` (measurements on trajectories), :mod:`.datasets` (toy data, digits, Fashion-MNIST),
 :mod:`.profiles` (compute profiles of the book).
 """
-from . import datasets, denoisers, geometry, profiles, samplers, schedules
+from . import datasets, denoisers, geometry, plotting, profiles, samplers, schedules, widgets
 from .denoisers import EDMPrecond, EmpiricalDenoiser, GaussianMixture
 from .schedules import append_zero, edm_sigmas, logsnr_sigmas, uniform_sigmas
 from .trajectory import Trajectory, sample
