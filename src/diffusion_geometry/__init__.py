@@ -7,6 +7,11 @@ Import as ``import diffusion_geometry as dg``. Modules: :mod:`.schedules` (noise
 :mod:`.profiles` (compute profiles of the book).
 """
 from . import datasets, denoisers, geometry, plotting, profiles, samplers, schedules, widgets
+from . import interpolation
+from . import checkpoints, networks, training
+from . import deviation, meanshift
+from . import amed, benchmarking, finite_differences, gits
+from . import generate, metrics
 from .denoisers import EDMPrecond, EmpiricalDenoiser, GaussianMixture
 from .schedules import append_zero, edm_sigmas, logsnr_sigmas, uniform_sigmas
 from .trajectory import Trajectory, sample
@@ -19,3 +24,8 @@ __all__ = [
     "append_zero", "edm_sigmas", "logsnr_sigmas", "uniform_sigmas",
     "Trajectory", "sample",
 ]
+__all__ += ["interpolation"]
+__all__ += ["checkpoints", "networks", "training"]
+__all__ += ["deviation", "meanshift"]
+__all__ += ["amed", "benchmarking", "finite_differences", "gits"]
+__all__ += ["generate", "metrics"]

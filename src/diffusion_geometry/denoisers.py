@@ -151,14 +151,22 @@ class GaussianMixture:
         diff = x[:, None, :] - self.means[None]  # (B, K, d)
         d = self.dim
         C = self._noised_cov(s2)
+        singular = ValueError("the covariance of p_sigma is singular (a degenerate component at "
+                              "sigma = 0); use sigma > 0")
         if self.kind == "iso":
+            if (C <= 0).any():
+                raise singular
             sol = diff / C[..., None]
             logdet = d * torch.log(C)
         elif self.kind == "diag":
+            if (C <= 0).any():
+                raise singular
             sol = diff / C
             logdet = torch.log(C).sum(-1)
         else:
-            L = torch.linalg.cholesky(C)  # (B, K, d, d)
+            L, info = torch.linalg.cholesky_ex(C)  # (B, K, d, d)
+            if (info != 0).any():
+                raise singular
             sol = torch.cholesky_solve(diff[..., None], L)[..., 0]
             logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
         maha = (diff * sol).sum(-1)
@@ -208,7 +216,9 @@ class GaussianMixture:
         else:
             # eigh, not Cholesky, so that singular (low-rank) covariances sample exactly too
             evals, evecs = torch.linalg.eigh(self.covariances)
-            root = evecs * evals.clamp_min(0).sqrt()[:, None, :]
+            # eigenvalues at round-off level are zeros (their square roots would be ~1e-8, not 0)
+            tol = evals.abs().amax(-1, keepdim=True) * self.dim * torch.finfo(evals.dtype).eps
+            root = evecs * torch.where(evals > tol, evals, 0).sqrt()[:, None, :]
             x0 = self.means[k] + (root[k] @ z[..., None])[..., 0]
         return x0 + float(sigma) * torch.randn(n, self.dim, generator=generator, **opts)
 

@@ -6,6 +6,8 @@ per-trajectory numbers. The chord of a trajectory is the segment from its first 
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 __all__ = [
@@ -132,3 +134,74 @@ def boomerang_projection(points: torch.Tensor) -> torch.Tensor:
         else:
             coords.append(torch.zeros_like(along))
     return torch.stack(coords, -1).transpose(0, 1)
+
+
+# --- helpers for Part I (trajectories in 2-D and in high dimension) --------------------------------
+
+
+def segment_coordinates(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor):
+    r"""Where ``points`` sit relative to the segments ``[start, end]``: ``(lam, perp)``, each ``(batch,)``.
+
+    With :math:`v = b - a`, :math:`\lambda = \langle p - a, v\rangle / \lVert v\rVert^2` is the position
+    along the line (0 at ``start``, 1 at ``end``) and :math:`\lVert p - a - \lambda v\rVert_2` the
+    perpendicular distance from it. A point lies on the segment when ``perp == 0`` and
+    :math:`0 \le \lambda \le 1`. Used to check that an Euler step
+    :math:`x_{n+1} = \frac{\sigma_{n+1}}{\sigma_n}x_n + (1 - \frac{\sigma_{n+1}}{\sigma_n})D_n` lands on
+    :math:`[x_n, D_n]` at :math:`\lambda = 1 - \sigma_{n+1}/\sigma_n` (Chen et al. 2023, §3).
+    All three inputs have shape ``(batch, ...)``.
+    """
+    for name, t in (("points", points), ("start", start), ("end", end)):
+        if not isinstance(t, torch.Tensor) or t.ndim < 2:
+            raise ValueError(f"{name} must be a tensor of shape (batch, ...)")
+    if not (points.shape == start.shape == end.shape):
+        raise ValueError(f"shapes differ: points {tuple(points.shape)}, start {tuple(start.shape)}, "
+                         f"end {tuple(end.shape)}")
+    p, a, b = (t.reshape(t.shape[0], -1) for t in (points, start, end))
+    v = b - a
+    vv = (v * v).sum(-1)
+    if (vv == 0).any():
+        raise ValueError("a segment has zero length (start equals end)")
+    lam = ((p - a) * v).sum(-1) / vv
+    perp = (p - a - lam[:, None] * v).norm(dim=-1)
+    return lam, perp
+
+
+def settling_sigma(distances: torch.Tensor, sigmas, threshold: float) -> torch.Tensor:
+    r"""The noise level from which each distance curve stays below ``threshold``, ``(batch,)``.
+
+    ``distances`` ``(T, batch)`` are measured at the levels ``sigmas`` ``(T,)``, walked from large to
+    small sigma (e.g. :math:`\lVert D_i - x_\text{end}\rVert` against :math:`\sigma_i`). Let ``k`` be
+    the last index with ``distances[k] > threshold``; the curve is interpolated linearly in distance
+    between :math:`\sigma_k` and :math:`\sigma_{k+1}` (geometrically in sigma, linearly if
+    :math:`\sigma_{k+1} = 0`) to find where it crosses ``threshold``. A curve that never exceeds the
+    threshold gives ``sigmas[0]``; one still above it at the last level gives NaN ("not settled").
+    A larger settling sigma means the curve reaches its end point earlier in the run.
+    """
+    if not isinstance(distances, torch.Tensor) or distances.ndim != 2:
+        raise ValueError("distances must be a tensor of shape (T, batch)")
+    s = torch.as_tensor(sigmas, dtype=distances.dtype, device=distances.device)
+    if s.ndim != 1 or s.shape[0] != distances.shape[0]:
+        raise ValueError(f"sigmas must have shape ({distances.shape[0]},), got {tuple(s.shape)}")
+    if (s < 0).any() or not (s[1:] < s[:-1]).all():
+        raise ValueError("sigmas must be non-negative and strictly decreasing")
+    if isinstance(threshold, bool) or not (isinstance(threshold, numbers.Real) and threshold > 0):
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    above = distances > threshold
+    T, B = distances.shape
+    idx = torch.arange(T, device=distances.device)[:, None].expand(T, B)
+    last = torch.where(above, idx, torch.full_like(idx, -1)).max(0).values  # (batch,)
+    out = torch.full((B,), float("nan"), dtype=distances.dtype, device=distances.device)
+    out[last < 0] = s[0]
+    inside = (last >= 0) & (last < T - 1)
+    if inside.any():
+        k = last[inside]
+        cols = torch.nonzero(inside)[:, 0]
+        d0, d1 = distances[k, cols], distances[k + 1, cols]
+        frac = (d0 - threshold) / (d0 - d1)
+        s0, s1 = s[k], s[k + 1]
+        geo = torch.exp(torch.log(s0) + frac * (torch.log(s1.clamp_min(torch.finfo(s.dtype).tiny)) - torch.log(s0)))
+        out[inside] = torch.where(s1 > 0, geo, s0 + frac * (s1 - s0))
+    return out
+
+
+__all__ += ["segment_coordinates", "settling_sigma"]

@@ -1,0 +1,223 @@
+r"""Samplers as finite differences of the denoising trajectory (Chen et al. 2023, §4).
+
+Two facts organise the chapter on second-order samplers.
+
+**Curvature identity.** Along an exact solution of :math:`dx/d\sigma = \varepsilon = (x - D(x;\sigma))/\sigma`,
+
+.. math:: \frac{d^2x}{d\sigma^2} = \frac{d\varepsilon}{d\sigma}
+          = \frac{1}{\sigma}\Big(\varepsilon - \frac{dD}{d\sigma}\Big) - \frac{x - D}{\sigma^2}
+          = -\frac{1}{\sigma}\,\frac{dD}{d\sigma},
+
+so the sampling trajectory bends only where the denoising trajectory moves (:func:`denoiser_derivative`,
+:func:`curvature`).
+
+**Effective denoiser output.** Every update of the package's samplers can be written as an Euler step
+:math:`x_{n+1} = \frac{\sigma_{n+1}}{\sigma_n} x_n + \big(1 - \frac{\sigma_{n+1}}{\sigma_n}\big) D_\text{eff}`
+(:func:`implied_d_eff` recovers :math:`D_\text{eff}` from any step), where :math:`D_\text{eff}` is a finite
+difference of the denoiser outputs the sampler has seen (:math:`D_n = D(x_n;\sigma_n)`, :math:`h = \sigma_{n+1} - \sigma_n`):
+
+================  ==================================================================================
+sampler           :math:`D_\text{eff}`
+================  ==================================================================================
+Euler (DDIM)      :math:`D_n`
+Heun (EDM)        :math:`D_n + \frac{\sigma_n}{2\sigma_{n+1}}\big(D(\tilde x;\sigma_{n+1}) - D_n\big)`, :math:`\tilde x` the Euler point
+DPM-Solver-2 (r)  :math:`D_n + \frac{\sigma_n}{2 r s}\big(D(x_s; s) - D_n\big)`, :math:`s = \sigma_n^{1-r}\sigma_{n+1}^r`
+AMED (r, c)       :math:`(1-c)\,x_n + c\,D_n + \frac{c\,\sigma_n}{s}\big(D(x_s;s) - D_n\big)`
+DPM-Solver++(2M)  :math:`D_n + \frac{1}{2\rho_n}(D_n - D_{n-1})`, :math:`\rho_n = \ln\frac{\sigma_{n-1}}{\sigma_n}/\ln\frac{\sigma_n}{\sigma_{n+1}}`
+iPNDM (order k)   :math:`D_n - \sigma_n\sum_j a_j(\varepsilon_{n-j} - \varepsilon_n)`, fixed Adams-Bashforth :math:`a_j`
+DEIS (order k)    :math:`D_n - \frac{\sigma_n}{h}\sum_j c_j(\varepsilon_{n-j} - \varepsilon_n)`, :math:`c_j` of :func:`~diffusion_geometry.samplers.deis_coefficients`
+================  ==================================================================================
+
+The last two are differences of the directions :math:`\varepsilon`, which the curvature identity turns
+into differences of the denoising trajectory to first order. :func:`d_eff` evaluates these formulas
+from a log of the denoiser calls a sampler made (:class:`RecordingDenoiser`); the chapter checks them
+against the samplers' own steps to round-off.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .denoisers import sigma_like
+from .samplers import IPNDM_COEFFICIENTS, _per_step, deis_coefficients
+from .schedules import check_sigmas
+
+__all__ = [
+    "implied_d_eff",
+    "heun_d_eff",
+    "dpm_solver_2_d_eff",
+    "amed_d_eff",
+    "dpm_solver_pp_2m_d_eff",
+    "multistep_d_eff",
+    "RecordingDenoiser",
+    "d_eff",
+    "denoiser_derivative",
+    "curvature",
+    "METHODS",
+]
+
+METHODS = ("euler", "heun", "dpm_solver_2", "amed", "dpm_solver_pp_2m", "ipndm", "deis")
+
+
+def _ratio(sigma, sigma_next) -> float:
+    sigma, sigma_next = float(sigma), float(sigma_next)
+    if not (sigma > 0 and 0 <= sigma_next < sigma):
+        raise ValueError(f"need sigma > sigma_next >= 0, got sigma={sigma}, sigma_next={sigma_next}")
+    return sigma_next / sigma
+
+
+def implied_d_eff(x: torch.Tensor, x_next: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
+    r"""The :math:`D_\text{eff}` that makes a step an Euler step:
+    :math:`D_\text{eff} = \big(x_{n+1} - \tfrac{\sigma_{n+1}}{\sigma_n}x_n\big)/\big(1 - \tfrac{\sigma_{n+1}}{\sigma_n}\big)`."""
+    if x.shape != x_next.shape:
+        raise ValueError(f"x {tuple(x.shape)} and x_next {tuple(x_next.shape)} differ in shape")
+    q = _ratio(sigma, sigma_next)
+    return (x_next - q * x) / (1 - q)
+
+
+def heun_d_eff(den: torch.Tensor, den_pred: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
+    r"""Heun: :math:`D_n + \frac{\sigma_n}{2\sigma_{n+1}}(\tilde D - D_n)`, :math:`\tilde D = D(\tilde x;\sigma_{n+1})`
+    at the Euler point: a forward difference of the denoising trajectory."""
+    q = _ratio(sigma, sigma_next)
+    if q == 0:
+        raise ValueError("a step to 0 is an Euler step; it has no Heun correction")
+    return den + (den_pred - den) / (2 * q)
+
+
+def dpm_solver_2_d_eff(den: torch.Tensor, den_mid: torch.Tensor, sigma, sigma_next, r: float = 0.5) -> torch.Tensor:
+    r"""Generalised DPM-Solver-2: :math:`D_n + \frac{\sigma_n}{2 r s}(D_s - D_n)` with :math:`s = \sigma_n^{1-r}\sigma_{n+1}^r`."""
+    _ratio(sigma, sigma_next)
+    if not 0 < r <= 1:
+        raise ValueError(f"r must lie in (0, 1], got {r}")
+    s = float(sigma) ** (1 - r) * float(sigma_next) ** r
+    return den + float(sigma) / (2 * r * s) * (den_mid - den)
+
+
+def amed_d_eff(x: torch.Tensor, den: torch.Tensor, den_mid: torch.Tensor, sigma, sigma_next,
+               r: float = 0.5, c: float = 1.0) -> torch.Tensor:
+    r"""AMED: :math:`(1-c)x_n + c D_n + \frac{c\,\sigma_n}{s}(D_s - D_n)`, :math:`s = \sigma_n^{1-r}\sigma_{n+1}^r`."""
+    _ratio(sigma, sigma_next)
+    if not 0 < r <= 1:
+        raise ValueError(f"r must lie in (0, 1], got {r}")
+    s = float(sigma) ** (1 - r) * float(sigma_next) ** r
+    return (1 - c) * x + c * den + c * float(sigma) / s * (den_mid - den)
+
+
+def dpm_solver_pp_2m_d_eff(den: torch.Tensor, den_prev: torch.Tensor, sigma_prev, sigma, sigma_next) -> torch.Tensor:
+    r"""DPM-Solver++(2M): :math:`D_n + \frac{1}{2\rho_n}(D_n - D_{n-1})`, a backward difference in
+    :math:`\log\sigma` with :math:`\rho_n = \ln(\sigma_{n-1}/\sigma_n)/\ln(\sigma_n/\sigma_{n+1})`."""
+    _ratio(sigma, sigma_next)
+    _ratio(sigma_prev, sigma)
+    if float(sigma_next) == 0:
+        raise ValueError("a step to 0 is an Euler step (D_eff = D_n)")
+    rho = math.log(float(sigma_prev) / float(sigma)) / math.log(float(sigma) / float(sigma_next))
+    return den + (den - den_prev) / (2 * rho)
+
+
+def multistep_d_eff(den: torch.Tensor, eps_history, sigma_history, sigma_next, *, method: str = "deis") -> torch.Tensor:
+    r"""iPNDM / DEIS: :math:`D_n - \frac{\sigma_n}{h}\sum_j w_j(\varepsilon_{n-j} - \varepsilon_n)` where
+    :math:`w_j = h\,a_j` (iPNDM) or :math:`w_j = c_j` (DEIS), so :math:`\sum_j w_j = h`.
+
+    ``eps_history`` and ``sigma_history`` list the directions and levels, current first.
+    """
+    if method not in ("ipndm", "deis"):
+        raise ValueError(f"method must be 'ipndm' or 'deis', got {method!r}")
+    if len(eps_history) != len(sigma_history) or not 1 <= len(eps_history) <= 4:
+        raise ValueError("eps_history and sigma_history must have the same length, 1 to 4")
+    sigma = float(sigma_history[0])
+    _ratio(sigma, sigma_next)
+    h = float(sigma_next) - sigma
+    if method == "ipndm":
+        w = [h * a for a in IPNDM_COEFFICIENTS[len(eps_history)]]
+    else:
+        w = deis_coefficients(sigma_history, sigma_next)
+    out = den.clone()
+    for wj, ej in zip(w[1:], eps_history[1:]):
+        out = out - (sigma / h) * wj * (ej - eps_history[0])
+    # the j = 0 term vanishes identically; the weights' sum is h, so D_n carries the rest
+    return out
+
+
+class RecordingDenoiser:
+    """Wraps a denoiser and logs every call as ``(x, sigma, D(x; sigma))`` in ``calls``."""
+
+    def __init__(self, denoiser):
+        if not callable(denoiser):
+            raise TypeError("denoiser must be callable as denoiser(x, sigma)")
+        self.denoiser, self.calls = denoiser, []
+
+    def __call__(self, x, sigma):
+        out = self.denoiser(x, sigma)
+        self.calls.append((x, float(sigma), out))
+        return out
+
+
+def d_eff(method: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | None = None) -> torch.Tensor:
+    r"""The effective denoiser output of every step, ``(n_steps, batch, ...)``, from the finite-difference
+    formulas of the module table, evaluated on the log ``calls`` of a :class:`RecordingDenoiser` that the
+    sampler ``method`` used along ``sigmas`` (without ``afs``). ``r``, ``c`` and ``order`` are the
+    sampler's options (``order`` defaults to 4 for iPNDM, 3 for DEIS; ``c`` may be per step for AMED).
+    A step to 0 has :math:`D_\text{eff} = D_n`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    s = [float(v) for v in check_sigmas(sigmas)]
+    n = len(s) - 1
+    two_evals = method in ("heun", "dpm_solver_2", "amed")
+    expected = sum(2 if (two_evals and s[i + 1] > 0) else 1 for i in range(n))
+    if len(calls) != expected:
+        raise ValueError(f"{method} on this grid makes {expected} denoiser calls, the log has {len(calls)}")
+    if order is None:
+        order = 4 if method == "ipndm" else 3
+    rs = _per_step(r, n, "r", 0.5, s[-1] == 0)
+    cs = _per_step(c, n, "c", 1.0, s[-1] == 0)
+    out, k = [], 0
+    xs, dens, epss = [], [], []
+    for i in range(n):
+        x, sig, den = calls[k]
+        if abs(sig - s[i]) > 1e-12 * s[i]:
+            raise ValueError(f"call {k} was at sigma={sig}, expected {s[i]}")
+        k += 1
+        xs.append(x), dens.append(den), epss.append((x - den) / sig)
+        sig_next = s[i + 1]
+        if sig_next == 0 or method == "euler" or (method == "dpm_solver_pp_2m" and i == 0):
+            out.append(den)
+            continue
+        if two_evals:
+            den2 = calls[k][2]
+            k += 1
+            if method == "heun":
+                out.append(heun_d_eff(den, den2, sig, sig_next))
+            elif method == "dpm_solver_2":
+                out.append(dpm_solver_2_d_eff(den, den2, sig, sig_next, rs[i]))
+            else:
+                out.append(amed_d_eff(x, den, den2, sig, sig_next, rs[i], cs[i]))
+        elif method == "dpm_solver_pp_2m":
+            out.append(dpm_solver_pp_2m_d_eff(den, dens[i - 1], s[i - 1], sig, sig_next))
+        else:
+            m = min(order, i + 1)
+            out.append(multistep_d_eff(den, epss[i::-1][:m], s[i::-1][:m], sig_next, method=method))
+    return torch.stack(out)
+
+
+def denoiser_derivative(denoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+    r"""The rate of change of the denoising trajectory along the ODE,
+    :math:`\frac{dD}{d\sigma} = \partial_x D\,\varepsilon + \partial_\sigma D`, by one forward-mode
+    Jacobian-vector product (the denoiser must be differentiable in ``x`` and ``sigma``)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError("x must be a floating-point tensor")
+    sig = sigma_like(sigma, x).reshape(-1).detach()
+    if (sig <= 0).any():
+        raise ValueError("sigma must be positive")
+    with torch.no_grad():
+        eps = (x - denoiser(x, sig)) / sig.reshape(-1, *([1] * (x.ndim - 1)))
+    _, tangent = torch.autograd.functional.jvp(lambda xx, ss: denoiser(xx, ss), (x.detach(), sig),
+                                               (eps, torch.ones_like(sig)))
+    return tangent
+
+
+def curvature(denoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+    r""":math:`\frac{d^2x}{d\sigma^2} = -\frac{1}{\sigma}\frac{dD}{d\sigma}` at ``(x, sigma)`` (the curvature identity)."""
+    sig = sigma_like(sigma, x)
+    return -denoiser_derivative(denoiser, x, sigma) / sig

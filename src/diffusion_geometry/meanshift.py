@@ -1,0 +1,364 @@
+r"""Mean shift: sampling with the optimal denoiser is annealed Gaussian mean shift.
+
+For a training set :math:`\{y_i\}_{i=1}^N` the noised marginal is the Gaussian kernel density
+estimate :math:`p_\sigma(x) = \frac1N\sum_i N(x; y_i, \sigma^2 I)` and its optimal denoiser
+(:class:`~diffusion_geometry.EmpiricalDenoiser`) is the Gaussian mean-shift vector's end point
+(Fukunaga & Hostetler 1975; Cheng 1995; Comaniciu & Meer 2002) with bandwidth :math:`h = \sigma`:
+
+.. math:: m_\sigma(x) = \frac{\sum_i k_i(x)\, y_i}{\sum_i k_i(x)}, \qquad
+          k_i(x) = \exp\!\Big(-\frac{\lVert x - y_i\rVert^2}{2\sigma^2}\Big)  \;=\; D^*(x;\sigma).
+
+One Euler step of the probability-flow ODE from :math:`\sigma_n` to :math:`\sigma_{n+1}` is a *partial*
+mean-shift step, :math:`x_{n+1} = x_n + \lambda_n (m_{\sigma_n}(x_n) - x_n)` with
+:math:`\lambda_n = 1 - \sigma_{n+1}/\sigma_n`, so optimal sampling is mean shift with an annealed
+bandwidth (Shen, Brooks & van den Hengel 2007; Chen et al. 2023, arXiv 2305.19947, §5). Every such
+step raises the density it is taken under (:func:`log_likelihood_gain`, :func:`likelihood_gain_bound`):
+
+.. math:: \frac{p_\sigma\big(x + \lambda(m_\sigma(x) - x)\big)}{p_\sigma(x)}
+          \;\ge\; 1 + \lambda(2 - \lambda)\,\frac{\lVert m_\sigma(x) - x\rVert^2}{2\sigma^2}
+          \;\ge\; 1 \qquad (0 \le \lambda \le 2).
+
+This module holds the steps (:func:`mean_shift_step`, :func:`mean_shift`, :func:`annealed_mean_shift`),
+the likelihood measurements (:func:`log_likelihood_gain`, :func:`likelihood_gain_bound`,
+:func:`likelihood_along`) and the end points of optimal sampling (:func:`landing`,
+:func:`cluster_points`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .denoisers import EmpiricalDenoiser
+from .schedules import check_sigmas
+from .trajectory import Trajectory, sample
+
+__all__ = [
+    "mean_shift_step",
+    "mean_shift",
+    "annealed_mean_shift",
+    "step_fractions",
+    "log_likelihood_gain",
+    "likelihood_gain_bound",
+    "LikelihoodSteps",
+    "likelihood_along",
+    "landing",
+    "cluster_points",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_denoiser(denoiser) -> None:
+    if not callable(denoiser):
+        raise TypeError("denoiser must be callable as denoiser(x, sigma)")
+
+
+def _check_kde(kde) -> None:
+    if not isinstance(kde, EmpiricalDenoiser):
+        raise TypeError(f"kde must be an EmpiricalDenoiser (the training set), got {type(kde).__name__}")
+
+
+def _check_x(x) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        raise ValueError("x must be a tensor of shape (batch, ...)")
+
+
+def _positive_sigma(sigma) -> float:
+    try:
+        s = float(sigma)
+    except (TypeError, ValueError):
+        raise TypeError(f"sigma must be a number, got {type(sigma).__name__}") from None
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"sigma (the bandwidth) must be positive and finite, got {sigma!r}")
+    return s
+
+
+def _lams(lam, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``lam`` as a 1-D tensor of step fractions and whether it was a scalar."""
+    t = torch.as_tensor(lam, dtype=like.dtype, device=like.device)
+    if t.ndim > 1:
+        raise ValueError(f"lam must be a number or a 1-D sequence, got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError("lam must not be empty")
+    if not torch.isfinite(t).all() or (t < 0).any():
+        raise ValueError("step fractions lam must be finite and non-negative")
+    return t.reshape(-1), t.ndim == 0
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# mean-shift steps
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def mean_shift_step(denoiser, x: torch.Tensor, sigma, lam: float = 1.0) -> torch.Tensor:
+    r"""A (partial) mean-shift step :math:`x + \lambda\,(m_\sigma(x) - x)` with :math:`m_\sigma = D(\cdot;\sigma)`.
+
+    ``lam = 1`` is the classic full step (the new point *is* the weighted mean); the Euler step of the
+    probability-flow ODE from ``sigma`` to ``sigma_next`` is ``lam = 1 - sigma_next / sigma``
+    (Chen et al. 2023, §5). Any denoiser works; with :class:`~diffusion_geometry.EmpiricalDenoiser`
+    this is Gaussian mean shift on the training set.
+    """
+    _check_denoiser(denoiser)
+    _check_x(x)
+    s = _positive_sigma(sigma)
+    t, scalar = _lams(lam, x)
+    if not scalar:
+        raise ValueError("mean_shift_step takes one step fraction lam (a number)")
+    return x + float(t) * (denoiser(x, s) - x)
+
+
+@torch.no_grad()
+def mean_shift(denoiser, x: torch.Tensor, sigma, *, max_iter: int = 500, tol: float = 1e-9) -> torch.Tensor:
+    r"""Mean shift with a *fixed* bandwidth: iterate :math:`x \leftarrow m_\sigma(x)`.
+
+    From any start, the iterates climb the kernel density estimate :math:`p_\sigma` and converge to
+    one of its stationary points (Comaniciu & Meer 2002, Thm. 1), a mode in practice. Stops when
+    every point moved less than ``tol * sigma`` in the last iteration, or after ``max_iter``
+    iterations. Returns the path, ``(iterations + 1, batch, ...)``; ``path[-1]`` is the end point.
+    """
+    _check_denoiser(denoiser)
+    _check_x(x)
+    s = _positive_sigma(sigma)
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be non-negative, got {tol!r}")
+    path = [x]
+    for _ in range(max_iter):
+        new = denoiser(x, s)
+        path.append(new)
+        moved = _flat(new - x).norm(dim=1).max()
+        x = new
+        if moved <= tol * s:
+            break
+    return torch.stack(path)
+
+
+@torch.no_grad()
+def annealed_mean_shift(denoiser, x: torch.Tensor, bandwidths, *, n_iter: int = 1) -> torch.Tensor:
+    r"""Annealed mean shift (Shen, Brooks & van den Hengel 2007): ``n_iter`` *full* mean-shift steps
+    at each bandwidth of the strictly decreasing, positive grid ``bandwidths``.
+
+    The probability-flow Euler sampler is the same walk with *partial* steps
+    :math:`\lambda_n = 1 - \sigma_{n+1}/\sigma_n` (:func:`step_fractions`). Returns the path,
+    ``(len(bandwidths) * n_iter + 1, batch, ...)``.
+    """
+    _check_denoiser(denoiser)
+    _check_x(x)
+    h = check_sigmas(bandwidths)
+    if h[-1] <= 0:
+        raise ValueError("bandwidths must be positive (mean shift needs sigma > 0)")
+    if not isinstance(n_iter, int) or n_iter < 1:
+        raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
+    path = [x]
+    for s in h.tolist():
+        for _ in range(n_iter):
+            x = denoiser(x, s)
+            path.append(x)
+    return torch.stack(path)
+
+
+def step_fractions(sigmas) -> torch.Tensor:
+    r"""The mean-shift fraction of each Euler step, :math:`\lambda_n = 1 - \sigma_{n+1}/\sigma_n`, ``(n,)``.
+
+    All lie in ``(0, 1]``; a step to ``sigma = 0`` has :math:`\lambda = 1` (a full mean-shift step).
+    """
+    s = check_sigmas(sigmas)
+    if s[0] <= 0:
+        raise ValueError("the grid must start above 0")
+    return 1 - s[1:] / s[:-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# the monotone-likelihood theorem
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def log_likelihood_gain(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> torch.Tensor:
+    r"""How much a partial mean-shift step raises the log-density it is taken under:
+
+    .. math:: \log p_\sigma\big(x + \lambda(m_\sigma(x) - x)\big) - \log p_\sigma(x),
+
+    with :math:`p_\sigma` the Gaussian KDE of ``kde``'s training set and :math:`m_\sigma` its mean
+    shift. Non-negative for :math:`0 \le \lambda \le 2` (Chen et al. 2023, the monotone-likelihood
+    theorem); it can be negative for :math:`\lambda > 2`. ``lam`` is a number (result ``(batch,)``)
+    or a 1-D sequence of fractions (result ``(len(lam), batch)``).
+    """
+    _check_kde(kde)
+    _check_x(x)
+    s = _positive_sigma(sigma)
+    lams, scalar = _lams(lam, x)
+    m = kde(x, s)
+    base = kde.log_prob(x, s)
+    gains = torch.stack([kde.log_prob(x + float(l) * (m - x), s) - base for l in lams])
+    return gains[0] if scalar else gains
+
+
+@torch.no_grad()
+def likelihood_gain_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> torch.Tensor:
+    r"""The theorem's lower bound on :func:`log_likelihood_gain`, for :math:`0 \le \lambda \le 2`:
+
+    .. math:: \log\Big(1 + \lambda(2-\lambda)\,\frac{\lVert m_\sigma(x) - x\rVert^2}{2\sigma^2}\Big) \;\ge\; 0.
+
+    It follows from the convexity of the Gaussian profile :math:`k(u) = e^{-u/2}`; see the proof in the
+    mean-shift chapter. Same shapes as :func:`log_likelihood_gain`.
+    """
+    _check_kde(kde)
+    _check_x(x)
+    s = _positive_sigma(sigma)
+    lams, scalar = _lams(lam, x)
+    if (lams > 2).any():
+        raise ValueError("the bound holds for step fractions 0 <= lam <= 2 only")
+    shift2 = _flat(kde(x, s) - x).pow(2).sum(1).to(lams.dtype)
+    out = torch.log1p(lams[:, None] * (2 - lams[:, None]) * shift2[None] / (2 * s**2))
+    return out[0] if scalar else out
+
+
+@dataclass
+class LikelihoodSteps:
+    r"""The likelihood along each step of sampling trajectories (see :func:`likelihood_along`).
+
+    Attributes (``n`` steps, ``batch`` trajectories)
+    ----------
+    sigmas : ``(n + 1,)`` the grid.
+    lam : ``(n,)`` the Euler steps' mean-shift fractions :math:`1 - \sigma_{n+1}/\sigma_n`.
+    same_bandwidth : ``(n, batch)`` :math:`\log p_{\sigma_n}(x_{n+1}) - \log p_{\sigma_n}(x_n)`, the theorem's quantity.
+    bound : ``(n, batch)`` the theorem's lower bound :math:`\log(1 + \lambda_n(2-\lambda_n)\lVert m - x_n\rVert^2/2\sigma_n^2)`.
+    next_bandwidth : ``(n, batch)`` :math:`\log p_{\sigma_{n+1}}(x_{n+1}) - \log p_{\sigma_n}(x_n)`,
+        which also moves the bandwidth (not covered by the theorem).
+    step_residual : ``(n,)`` :math:`\max_b \lVert x_{n+1} - x_n - \lambda_n(m_{\sigma_n}(x_n) - x_n)\rVert`:
+        0 (to round-off) exactly when the trajectory is Euler with this optimal denoiser, i.e. when
+        ``bound`` applies.
+    """
+
+    sigmas: torch.Tensor
+    lam: torch.Tensor
+    same_bandwidth: torch.Tensor
+    bound: torch.Tensor
+    next_bandwidth: torch.Tensor
+    step_residual: torch.Tensor
+
+
+@torch.no_grad()
+def likelihood_along(kde: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodSteps:
+    r"""Measure the likelihood theorem at every step of ``traj`` (a :class:`~diffusion_geometry.Trajectory`).
+
+    For each step ``n`` and trajectory ``b``: the log-density gain under the step's own bandwidth, the
+    theorem's bound, the gain across the bandwidth change, and how far the step is from a partial
+    mean-shift step of ``kde`` (see :class:`LikelihoodSteps`). The grid must end above 0 (the density
+    :math:`p_0` of a finite data set is not a function).
+    """
+    _check_kde(kde)
+    if not isinstance(traj, Trajectory):
+        raise TypeError(f"traj must be a Trajectory, got {type(traj).__name__}")
+    sig = check_sigmas(traj.sigmas)
+    if sig[-1] <= 0:
+        raise ValueError("the grid must end above 0 to measure densities; drop the final step to sigma = 0")
+    lam = step_fractions(sig)
+    same, bound, nxt, resid = [], [], [], []
+    for n in range(len(sig) - 1):
+        s, s_next = float(sig[n]), float(sig[n + 1])
+        x, x_next = traj.x[n], traj.x[n + 1]
+        base = kde.log_prob(x, s)
+        same.append(kde.log_prob(x_next, s) - base)
+        nxt.append(kde.log_prob(x_next, s_next) - base)
+        m = kde(x, s)
+        shift2 = _flat(m - x).pow(2).sum(1)
+        ln = float(lam[n])
+        bound.append(torch.log1p(ln * (2 - ln) * shift2 / (2 * s**2)))
+        resid.append(_flat(x_next - x - ln * (m - x)).norm(dim=1).max())
+    return LikelihoodSteps(sigmas=sig, lam=lam, same_bandwidth=torch.stack(same), bound=torch.stack(bound),
+                           next_bandwidth=torch.stack(nxt), step_residual=torch.stack(resid))
+
+
+# --------------------------------------------------------------------------------------------------
+# where optimal sampling ends
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def landing(kde: EmpiricalDenoiser, x: torch.Tensor, sigmas, *, method: str = "euler", denoiser=None, **opts):
+    r"""Run a sampler from ``x`` (at ``sigmas[0]``) and find the training point each sample lands on.
+
+    The sampler uses ``denoiser`` (default: ``kde`` itself, the optimal denoiser, so sampling is
+    annealed mean shift). Returns ``(index, distance, samples)``: the index ``(batch,)`` of the nearest
+    training point of each final sample, its distance ``(batch,)``, and the samples. Colouring the
+    starting points by ``index`` draws the basins of attraction of the training points.
+    """
+    _check_kde(kde)
+    _check_x(x)
+    den = kde if denoiser is None else denoiser
+    _check_denoiser(den)
+    traj = sample(den, x, sigmas, method=method, **opts)
+    dist, idx = kde.nearest(traj.sample, k=1)
+    return idx[:, 0], dist[:, 0], traj.sample
+
+
+def cluster_points(points: torch.Tensor, tol: float):
+    r"""Group points that lie within ``tol`` of a group's first member (greedy, in order).
+
+    Used to identify the modes that fixed-bandwidth :func:`mean_shift` converges to. Returns
+    ``(labels (batch,), centers (K, ...))`` with ``centers[k]`` the first point of group ``k``.
+    """
+    _check_x(points)
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    flat = _flat(points)
+    labels = torch.full((flat.shape[0],), -1, dtype=torch.long, device=points.device)
+    centers = []
+    while (labels < 0).any():
+        first = int(torch.nonzero(labels < 0)[0])
+        near = ((flat - flat[first]).norm(dim=1) <= tol) & (labels < 0)
+        labels[near] = len(centers)
+        centers.append(points[first])
+    return labels, torch.stack(centers)
+
+
+# --------------------------------------------------------------------------------------------------
+# small 2-D training sets for pictures of basins
+# --------------------------------------------------------------------------------------------------
+
+TRAINING_SETS_2D = ("ring", "moons", "clusters")
+"""Names accepted by :func:`training_set_2d`."""
+
+
+def training_set_2d(name: str, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A small 2-D training set ``(n, 2)`` of scale about 2, for basin-of-attraction pictures.
+
+    ``"ring"``: draws from the 8-mode ring mixture (:func:`~diffusion_geometry.datasets.mixture_2d`);
+    ``"moons"``: scikit-learn's two interleaving half circles (noise 0.06), centred and scaled by 1.5;
+    ``"clusters"``: an unbalanced pair of clusters, three quarters of the points around (-1, 0) and a
+    quarter around (1.5, 0.5), standard deviation 0.35.
+    """
+    from . import datasets
+
+    if name not in TRAINING_SETS_2D:
+        raise ValueError(f"unknown training set {name!r}; choose one of {TRAINING_SETS_2D}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    g = torch.Generator().manual_seed(seed)
+    if name == "ring":
+        return datasets.mixture_2d(dtype=dtype).sample(n, generator=g)
+    if name == "moons":
+        from sklearn.datasets import make_moons
+
+        pts, _ = make_moons(n, noise=0.06, random_state=seed)
+        pts = torch.as_tensor(pts, dtype=dtype)
+        return 1.5 * (pts - torch.tensor([0.5, 0.25], dtype=dtype))
+    big = (3 * n + 3) // 4
+    centres = torch.tensor([[-1.0, 0.0]] * big + [[1.5, 0.5]] * (n - big), dtype=dtype)
+    return centres + 0.35 * torch.randn(n, 2, generator=g, dtype=dtype)
+
+
+__all__ += ["TRAINING_SETS_2D", "training_set_2d"]

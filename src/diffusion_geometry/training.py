@@ -1,0 +1,315 @@
+r"""Training EDM denoisers: the loss, EMA, a seeded training loop with resume, and the ``dg-train`` command.
+
+The EDM objective (Karras et al. 2022, Eq. 2 and Table 1): draw a clean point :math:`y`, a noise
+level :math:`\ln\sigma \sim N(P_\text{mean}, P_\text{std}^2)` with :math:`P_\text{mean} = -1.2`,
+:math:`P_\text{std} = 1.2`, and :math:`n \sim N(0, \sigma^2 I)`; minimise
+
+.. math:: \mathcal{L}(\theta) = \mathbb{E}\Big[\lambda(\sigma)\,\lVert D_\theta(y + n;\sigma) - y\rVert^2\Big],
+          \qquad \lambda(\sigma) = \frac{\sigma^2 + \sigma_d^2}{(\sigma\,\sigma_d)^2},
+
+whose minimiser over all functions is the posterior mean :math:`D^*(x;\sigma) = \mathbb{E}[y \mid x]`,
+the optimal denoiser of the training set (:class:`~diffusion_geometry.EmpiricalDenoiser`). The weight
+:math:`\lambda` makes the effective target of the raw network :math:`F_\theta` have unit variance at
+every :math:`\sigma`. Here the squared error is averaged over the coordinates (not summed), which
+only rescales the learning rate.
+
+Optimisation: Adam with a linear learning-rate warm-up, then a constant rate; an exponential moving
+average (EMA) of the weights, :math:`\bar\theta \leftarrow \beta\bar\theta + (1-\beta)\theta` with
+:math:`\beta_t = \min(\beta, (1+t)/(10+t))`, is the model that gets used (Song & Ermon 2020;
+Karras et al. 2022). Everything random (initialisation via ``build_model(seed=)``, batches, noise
+levels, noise) comes from seeded generators, so a run is reproducible on a given machine and
+thread count, and a run resumed from a state file ends with the same weights as one that was not
+interrupted.
+
+Command line (also installed as ``dg-train``)::
+
+    python -m diffusion_geometry.training --model digits_unet --steps 3000 --out digits.pt --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoints import save_checkpoint
+from .denoisers import EDMPrecond
+
+__all__ = ["edm_loss", "ema_update", "ema_decay_at", "lr_at", "train", "training_data", "run", "main"]
+
+P_MEAN, P_STD = -1.2, 1.2
+
+
+def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator | None = None,
+             p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
+    r"""The EDM loss of a batch ``y`` (a 0-d tensor): :math:`\operatorname{mean}\,\lambda(\sigma)(D_\theta(y+n;\sigma)-y)^2`.
+
+    :math:`\ln\sigma \sim N(p_\text{mean}, p_\text{std}^2)` per sample, :math:`n = \sigma\varepsilon`,
+    :math:`\lambda(\sigma) = (\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2` with ``sigma_data`` of ``model``.
+    Random numbers come from ``generator`` (on ``y``'s device) when given.
+    """
+    if not isinstance(model, EDMPrecond):
+        raise TypeError(f"model must be an EDMPrecond, got {type(model).__name__}")
+    if not isinstance(y, torch.Tensor) or y.ndim < 2 or y.shape[0] == 0:
+        raise ValueError("y must be a non-empty batch tensor of shape (batch, ...)")
+    if not p_std > 0:
+        raise ValueError(f"p_std must be positive, got {p_std}")
+    opts = dict(dtype=y.dtype, device=y.device, generator=generator)
+    sigma = (torch.randn(y.shape[0], **opts) * p_std + p_mean).exp()
+    noise = torch.randn(y.shape, **opts)
+    s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
+    sd = model.sigma_data
+    weight = (s**2 + sd**2) / (s * sd) ** 2
+    return (weight * (model(y + s * noise, sigma) - y) ** 2).mean()
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    r"""In place: :math:`\bar\theta \leftarrow \text{decay}\cdot\bar\theta + (1-\text{decay})\,\theta`
+    for every parameter; buffers (constants such as the embedding frequencies) are copied."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"decay must lie in [0, 1], got {decay}")
+    ema_params, model_params = dict(ema.named_parameters()), dict(model.named_parameters())
+    ema_buffers, model_buffers = dict(ema.named_buffers()), dict(model.named_buffers())
+    if ema_params.keys() != model_params.keys() or ema_buffers.keys() != model_buffers.keys():
+        raise ValueError("ema and model have different parameters")
+    for name, value in model_params.items():
+        ema_params[name].mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+    for name, value in model_buffers.items():
+        ema_buffers[name].copy_(value)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The EMA decay used after ``step`` optimiser steps: ``min(decay, (1 + step) / (10 + step))``."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def lr_at(step: int, lr: float, warmup: int) -> float:
+    """Learning rate at 0-based ``step``: linear warm-up ``lr * (step + 1) / warmup``, then ``lr``."""
+    return lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
+
+
+def _batch_indices(n: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The data indices of ``step``: consecutive slices of one seeded permutation per epoch.
+
+    Derived from ``(seed, epoch)`` alone, so a resumed run draws the same batches.
+    """
+    per_epoch = max(1, n // batch_size)
+    epoch, pos = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    return perm[pos * batch_size : pos * batch_size + batch_size] if n >= batch_size else perm
+
+
+def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int = 128,
+          lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0, warmup: int = 200,
+          grad_clip: float | None = 1.0, progress: bool = True, state_path=None,
+          save_every: int = 500, resume: bool = True, device=None, log_every: int = 1):
+    r"""Train ``model`` (in place) on ``data`` with the EDM loss; return ``(ema_model, history)``.
+
+    Parameters
+    ----------
+    model : an :class:`~diffusion_geometry.EDMPrecond` (e.g. from ``networks.build_model``).
+    data : ``(N, *shape)`` training points (scaled like the model expects, e.g. [-1, 1] images).
+    steps : total optimiser steps (a resumed run continues up to this number).
+    batch_size, lr, warmup : Adam on batches of ``batch_size``; linear warm-up over ``warmup`` steps.
+    ema_decay : the EMA decay :math:`\beta` (with the warm-up :func:`ema_decay_at`).
+    seed : seeds batches, noise levels and noise (initial weights come from ``build_model(seed=)``).
+    grad_clip : clip the gradient norm to this value (``None``: no clipping).
+    progress : show a tqdm progress bar with the running loss.
+    state_path : a file for the full training state (model, EMA, optimiser, RNG, history), written
+        every ``save_every`` steps and at the end; with ``resume=True`` an existing file is loaded
+        first and training continues from its step.
+    device : where to train (default: the device of the model's parameters); ``data`` is moved there.
+    log_every : record the loss every ``log_every`` steps.
+
+    Returns
+    -------
+    ema_model : a copy of ``model`` carrying the EMA weights, in eval mode with gradients off.
+    history : dict with ``step`` and ``loss`` (lists), ``seconds`` (wall time of this call),
+        ``images_per_second`` and ``resumed_from`` (the step a resumed run started at, else 0).
+    """
+    if not isinstance(model, EDMPrecond):
+        raise TypeError(f"model must be an EDMPrecond, got {type(model).__name__}")
+    if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
+        raise ValueError("data must be a non-empty tensor of shape (N, ...)")
+    if not data.is_floating_point() or not torch.isfinite(data).all():
+        raise ValueError("data must be finite floating-point values")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("save_every", save_every),
+                        ("log_every", log_every)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    dtype = next(model.parameters()).dtype
+    data = data.to(device=device, dtype=dtype)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    history = {"step": [], "loss": []}
+    start = 0
+    if state_path is not None and resume and Path(state_path).is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["rng"].cpu())
+        start = int(state["step"])
+        history = {"step": state["hist_step"].tolist(), "loss": state["hist_loss"].tolist()}
+
+    def save_state(step: int) -> None:
+        if state_path is None:
+            return
+        payload = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                   "rng": gen.get_state(), "step": step,
+                   "hist_step": torch.tensor(history["step"], dtype=torch.long),
+                   "hist_loss": torch.tensor(history["loss"], dtype=torch.float64)}
+        tmp = Path(str(state_path) + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, tmp)
+        os.replace(tmp, state_path)
+
+    if progress:  # the notebook-aware bar imports ipywidgets: only pay for it when it is shown
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
+               desc="training", unit="step", mininterval=1.0)
+    running = None
+    for step in bar:
+        idx = _batch_indices(data.shape[0], step, batch_size, seed).to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, lr, warmup)
+        loss = edm_loss(model, data[idx], generator=gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower the learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        ema_update(ema, model, ema_decay_at(step, ema_decay))
+        value = loss.item()
+        if step % log_every == 0:
+            history["step"].append(step)
+            history["loss"].append(value)
+        running = value if running is None else 0.98 * running + 0.02 * value
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{running:.4f}")
+        if (step + 1) % save_every == 0:
+            save_state(step + 1)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    save_state(steps)
+    history["seconds"] = seconds
+    history["images_per_second"] = (steps - start) * batch_size / seconds if seconds > 0 else math.nan
+    history["resumed_from"] = start
+    model.eval()
+    return ema.eval().requires_grad_(False), history
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+
+
+def training_data(name: str, *, n_data: int | None = None, seed: int = 0) -> torch.Tensor:
+    """The training set of a named model: ``toy2d_mlp`` -> ``n_data`` (default 4096) points of
+    ``datasets.mixture_2d()`` drawn with ``seed``; ``digits_unet`` -> the 1,797 scikit-learn digits;
+    ``fashion_unet`` -> the 60,000 Fashion-MNIST training images (``n_data`` keeps the first ones)."""
+    from . import datasets
+
+    if name == "toy2d_mlp":
+        g = torch.Generator().manual_seed(seed)
+        return datasets.mixture_2d(dtype=torch.float32).sample(n_data or 4096, generator=g)
+    if name == "digits_unet":
+        data = datasets.digits()[0]
+    elif name == "fashion_unet":
+        data = datasets.fashion_mnist("train")[0]
+    else:
+        raise ValueError(f"no training data defined for {name!r}")
+    return data[:n_data] if n_data else data
+
+
+def run(argv=None) -> str:
+    """Parse the command line ``argv``, train the named model, save its checkpoint; return the sha256."""
+    from .networks import CONFIGS, build_model, count_parameters
+
+    p = argparse.ArgumentParser(prog="dg-train", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, choices=sorted(CONFIGS), help="named model config")
+    p.add_argument("--steps", type=int, required=True, help="optimiser steps")
+    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the training run")
+    p.add_argument("--n-data", type=int, default=None, help="use only the first N training points")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--state", default=None, help="training-state file for resuming (default OUT.state)")
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            p.error("--threads must be positive")
+        torch.set_num_threads(args.threads)
+    command = "python -m diffusion_geometry.training " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    config = copy.deepcopy(CONFIGS[args.model])
+    data = training_data(args.model, n_data=args.n_data, seed=args.seed)
+    model = build_model(config, seed=args.seed).to(args.device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = args.state or str(out) + ".state"
+    print(f"{args.model}: {count_parameters(model):,} parameters, {data.shape[0]:,} training points "
+          f"of shape {tuple(data.shape[1:])}, {torch.get_num_threads()} threads", flush=True)
+    ema, hist = train(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      ema_decay=args.ema_decay, seed=args.seed, warmup=args.warmup,
+                      progress=not args.no_progress, state_path=state, save_every=args.save_every,
+                      device=args.device)
+    tail = hist["loss"][-min(200, len(hist["loss"])):]
+    meta = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            "warmup": args.warmup, "ema_decay": args.ema_decay, "seed": args.seed,
+            "n_data": int(data.shape[0]), "threads": torch.get_num_threads(), "device": args.device,
+            "seconds": round(hist["seconds"], 1), "resumed_from": hist["resumed_from"],
+            "images_per_second": round(hist["images_per_second"], 1),
+            "final_loss_mean_last_200": float(sum(tail) / len(tail)),
+            "parameters": count_parameters(model), "torch": torch.__version__}
+    digest = save_checkpoint(out, ema, config=config, meta=meta)
+    if Path(state).is_file():
+        os.remove(state)
+    print(f"wrote {out} (EMA weights), {hist['seconds']:.0f} s of training, "
+          f"mean loss of the last {len(tail)} steps {meta['final_loss_mean_last_200']:.4f}")
+    print(f"sha256 {digest}")
+    return digest
+
+
+def main(argv=None) -> int:
+    """``python -m diffusion_geometry.training`` / ``dg-train``: train a named model, save a
+    checkpoint and print its sha256; returns the exit status 0."""
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

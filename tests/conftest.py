@@ -1,0 +1,25 @@
+"""Shared fixtures of the unit tests."""
+import pytest
+import torch
+
+import diffusion_geometry as dg
+
+
+FASHION_DIR = dg.datasets._find_dir(None)  # the loader's default search; None when the files are absent
+FASHION_REASON = "Fashion-MNIST is not installed (`sudo apt-get install -y dataset-fashion-mnist`; `make data` does it)"
+
+
+@pytest.fixture(scope="session")
+def fashion_train_or_none():
+    """The Fashion-MNIST training images (60000, 1, 28, 28), or None when the files are absent."""
+    if FASHION_DIR is None:
+        return None
+    torch.manual_seed(0)
+    return dg.datasets.fashion_mnist("train")[0]
+
+
+@pytest.fixture(scope="session")
+def fashion_train(fashion_train_or_none):
+    if fashion_train_or_none is None:
+        pytest.skip(FASHION_REASON)
+    return fashion_train_or_none

@@ -1,0 +1,120 @@
+"""Repository hygiene: notebooks are stored without outputs; environment.yml, requirements.txt and
+pyproject.toml pin the same versions."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").rglob("*.ipynb"))
+NOTEBOOKS = [p for p in NOTEBOOKS if ".ipynb_checkpoints" not in p.parts]
+
+
+def _norm(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(lines) -> dict[str, str]:
+    """``{name: version}`` from ``name==version`` lines; every other requirement line is an error."""
+    pins = {}
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"not an exact pin: {raw!r}"
+        name = _norm(req.name)
+        assert name not in pins, f"{name} pinned twice"
+        pins[name] = specs[0].version
+    return pins
+
+
+def requirements() -> dict[str, str]:
+    return _pins((ROOT / "requirements.txt").read_text().splitlines())
+
+
+# -- notebooks --------------------------------------------------------------------------------------
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found under book/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"])
+             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, (f"{path.name}: cells {dirty} carry outputs or execution counts; run "
+                       f"`.venv/bin/jupyter nbconvert --clear-output --inplace {path.relative_to(ROOT)}`")
+    assert "widgets" not in nb.get("metadata", {}), f"{path.name} stores widget state in its metadata"
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernel is not python3"
+
+
+# -- pins -------------------------------------------------------------------------------------------
+
+
+def test_requirements_are_exact_pins_with_torch():
+    pins = requirements()
+    assert pins["torch"] == "2.13.0"
+    assert {"numpy", "scipy", "jupyter-book", "pytest", "nbval"} <= set(pins)
+
+
+def test_environment_yml_mirrors_requirements():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["name"] == "diffusion-geometry"
+    assert env["channels"] == ["conda-forge"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert "python=3.11" in conda and "pip" in conda
+    assert len(pip_sections) == 1
+    pip_pins = _pins(l for l in pip_sections[0] if not l.startswith("-"))  # "-e ." installs the package
+    conda_pins = {}
+    for dep in conda:
+        if dep in ("pip", "python=3.11"):
+            continue
+        name, _, version = re.split(r"(==?)", dep, maxsplit=1)  # conda pins are name=version
+        conda_pins[_norm(name)] = version
+    assert not set(pip_pins) & set(conda_pins), "a package is pinned both by conda and by pip"
+    env_pins = {**conda_pins, **pip_pins}
+    req = requirements()
+    assert env_pins == req, (
+        f"only in environment.yml: {sorted(set(env_pins.items()) - set(req.items()))}; "
+        f"only in requirements.txt: {sorted(set(req.items()) - set(env_pins.items()))}"
+    )
+    assert env_pins["torch"] == req["torch"]
+
+
+def test_pyproject_agrees_with_requirements():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    req = requirements()
+    extras = project["project"]["optional-dependencies"]
+    assert {"book", "test"} <= set(extras)
+    named = set()
+    for group in ("book", "test"):
+        for name, version in _pins(extras[group]).items():
+            assert req.get(name) == version, f"[{group}] {name}=={version} but requirements.txt pins {req.get(name)}"
+            named.add(name)
+    # the open ranges of the core dependencies (and the build backend) admit the pinned versions
+    for spec in project["project"]["dependencies"] + project["build-system"]["requires"]:
+        r = Requirement(spec)
+        name = _norm(r.name)
+        assert name in req, f"{name} is a dependency but not pinned in requirements.txt"
+        assert r.specifier.contains(req[name]), f"pinned {name}=={req[name]} violates {spec!r}"
+        named.add(name)
+    assert set(req) <= named, f"pinned but never named in pyproject.toml: {sorted(set(req) - named)}"
+
+
+def test_pin_parser_rejects_loose_requirements():
+    """The checks above can fail: a range or a bare name is not a pin."""
+    with pytest.raises(AssertionError, match="not an exact pin"):
+        _pins(["torch>=2.1"])
+    with pytest.raises(AssertionError, match="not an exact pin"):
+        _pins(["numpy"])
+    assert _pins(["Scikit_Learn==1.9.1  # comment", ""]) == {"scikit-learn": "1.9.1"}

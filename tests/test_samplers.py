@@ -1,0 +1,219 @@
+"""Samplers: measured convergence orders against a tight scipy reference, exact steps, exact NFE."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+import diffusion_geometry as dg
+from diffusion_geometry import samplers
+
+F64 = torch.float64
+GM = dg.datasets.mixture_2d()  # 8 isotropic modes on a circle of radius 2, std 0.15, float64
+X_T = 80 * torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+SIGMA_MAX, SIGMA_MIN = 80.0, 0.002
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """x(sigma_min) from x(80) by solve_ivp of dx/dsigma = (x - D(x, sigma))/sigma in float64; an
+    explicit Runge-Kutta (DOP853) and a multistep method (LSODA) must agree."""
+
+    def rhs(s, y):
+        x = torch.from_numpy(y.reshape(-1, 2))
+        return ((x - GM(x, s)) / s).reshape(-1).numpy()
+
+    y0 = X_T.reshape(-1).numpy()
+    sols = [solve_ivp(rhs, (SIGMA_MAX, SIGMA_MIN), y0, method=m, rtol=rtol, atol=1e-13)
+            for m, rtol in (("DOP853", 1e-12), ("LSODA", 1e-12))]
+    assert all(s.success for s in sols)
+    gap = np.abs(sols[0].y[:, -1] - sols[1].y[:, -1]).max()
+    print(f"DOP853 vs LSODA reference gap: {gap:.1e}")
+    assert gap < 1e-9  # far below the smallest sampler error measured below (~1e-5)
+    return torch.from_numpy(sols[0].y[:, -1].reshape(-1, 2))
+
+
+# (name, options, expected order)
+CASES = [
+    ("euler", {}, 1),
+    ("heun", {}, 2),
+    ("dpm_solver_2", {"r": 0.5}, 2),
+    ("dpm_solver_2", {"r": 0.3}, 2),
+    ("dpm_solver_pp_2m", {}, 2),
+    ("ipndm", {"order": 2}, 2),
+    ("ipndm", {"order": 3}, 2),  # fixed Adams-Bashforth weights on a non-uniform grid: order 2
+    ("ipndm", {"order": 4}, 2),
+]
+STEPS = (32, 64, 128, 256)  # the asymptotic range (local slopes within 0.15 of the order)
+STEPS_IPNDM2 = (64, 128, 256, 512)  # iPNDM-2's slope settles later (1.6, 1.8, 1.9, 1.9, 2.0 from n = 32)
+CORE = ("euler", "heun", "dpm_solver_2", "dpm_solver_pp_2m", "ipndm")  # the samplers tested here
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids thread-pool overhead on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name,opts,order", CASES, ids=[f"{c[0]}{c[1]}" for c in CASES])
+def test_convergence_order(reference, name, opts, order):
+    errs = []
+    steps = STEPS_IPNDM2 if (name, opts) == ("ipndm", {"order": 2}) else STEPS
+    for n in steps:
+        out = samplers.SAMPLERS[name](GM, X_T, dg.edm_sigmas(n, SIGMA_MIN, SIGMA_MAX), **opts)
+        errs.append((out - reference).norm().item())
+    slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
+    print(f"{name}{opts}: errors {['%.2e' % e for e in errs]}, fitted order {slope:.3f}")
+    assert all(b < a for a, b in zip(errs, errs[1:]))
+    if order == 1:
+        assert 0.8 <= slope <= 1.2
+    else:
+        assert 1.8 <= slope <= 2.3
+
+
+def test_dpm_solver_2_with_r_one_is_heun():
+    sig = dg.edm_sigmas(12)
+    assert torch.allclose(samplers.dpm_solver_2(GM, X_T, sig, r=1.0), samplers.heun(GM, X_T, sig),
+                          rtol=1e-13, atol=1e-13)
+
+
+def test_ipndm_order_one_is_euler():
+    sig = dg.append_zero(dg.edm_sigmas(9))
+    assert torch.allclose(samplers.ipndm(GM, X_T, sig, order=1), samplers.euler(GM, X_T, sig),
+                          rtol=1e-14, atol=1e-14)
+
+
+def test_euler_step_is_the_convex_combination():
+    """x' = (s'/s) x + (1 - s'/s) D(x, s), to round-off, for one Euler step of each grid step."""
+    sig = dg.edm_sigmas(6)
+    x = X_T
+    for s, s_next in zip(sig[:-1].tolist(), sig[1:].tolist()):
+        out = samplers.euler(GM, x, torch.tensor([s, s_next], dtype=F64))
+        D = GM(x, s)
+        expect = (s_next / s) * x + (1 - s_next / s) * D
+        assert (out - expect).abs().max() <= 4 * torch.finfo(F64).eps * expect.abs().max()
+        # and it is the explicit Euler step x + (s' - s) (x - D)/s
+        assert torch.allclose(out, x + (s_next - s) * (x - D) / s, rtol=1e-13, atol=1e-13)
+        x = out
+    assert torch.equal(samplers.euler_step(x, 2.0, 0.5, torch.zeros_like(x)), 0.25 * x)
+
+
+def test_step_to_zero_outputs_the_denoiser():
+    sig = torch.tensor([5.0, 1.0, 0.0], dtype=F64)
+    for name, fn in ((k, samplers.SAMPLERS[k]) for k in CORE):
+        seen = []
+        out = fn(GM, X_T, sig, callback=seen.append)
+        assert torch.allclose(out, GM(seen[-1]["x"], 1.0), rtol=1e-14, atol=1e-14), name
+
+
+def _expected_nfe(name: str, n_steps: int, ends_at_zero: bool) -> int:
+    if name in ("heun", "dpm_solver_2"):
+        return 2 * n_steps - (1 if ends_at_zero else 0)
+    return n_steps
+
+
+@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize("zero", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_nfe_is_exact(name, zero, n):
+    sig = dg.edm_sigmas(n)
+    if zero:
+        sig = dg.append_zero(sig)
+    n_steps = len(sig) - 1
+    calls = []
+
+    def counted(x, s):
+        calls.append(float(s))
+        return GM(x, s)
+
+    traj = dg.sample(counted, X_T, sig, method=name)
+    assert traj.nfe == len(calls) == _expected_nfe(name, n_steps, zero)
+    assert 0.0 not in calls  # sigma = 0 is never evaluated
+
+
+def test_callbacks_receive_every_step():
+    sig = dg.append_zero(dg.edm_sigmas(4))
+    for name, fn in ((k, samplers.SAMPLERS[k]) for k in CORE):
+        states = []
+        final = fn(GM, X_T, sig, callback=states.append)
+        assert [s["i"] for s in states] == list(range(5)), name
+        assert [s["sigma"] for s in states] == sig[:-1].tolist()
+        assert [s["sigma_next"] for s in states] == sig[1:].tolist()
+        assert torch.equal(states[0]["x"], X_T)
+        for s in states:
+            assert set(s) >= {"i", "sigma", "sigma_next", "x", "denoised"}
+            assert torch.allclose(s["denoised"], GM(s["x"], s["sigma"]), rtol=0, atol=0)
+        assert final.shape == X_T.shape
+
+
+def test_trailing_shapes_and_float32_are_preserved():
+    """Images (batch, C, H, W) in float32 stay float32 and keep their shape through every sampler."""
+    data = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    den = dg.EmpiricalDenoiser(data)
+    x = 80 * torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    sig = dg.append_zero(dg.edm_sigmas(5, dtype=torch.float32))
+    for name, fn in ((k, samplers.SAMPLERS[k]) for k in CORE):
+        out = fn(den, x, sig)
+        assert out.shape == x.shape and out.dtype == torch.float32 and out.device == x.device, name
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_samplers_on_cuda():
+    dev = torch.device("cuda")
+    data = torch.rand(50, 3, generator=torch.Generator().manual_seed(3), dtype=F64).to(dev)
+    den = dg.EmpiricalDenoiser(data)
+    x = 80 * torch.randn(4, 3, dtype=F64, device=dev)
+    for name in CORE:
+        traj = dg.sample(den, x, dg.append_zero(dg.edm_sigmas(6, device=dev)), method=name)
+        assert traj.x.device.type == "cuda" and traj.denoised.device.type == "cuda"
+        cpu = dg.sample(dg.EmpiricalDenoiser(data.cpu()), x.cpu(), dg.append_zero(dg.edm_sigmas(6)), method=name)
+        assert torch.allclose(traj.sample.cpu(), cpu.sample, atol=1e-9)
+
+
+# -- bad input: one test per rule ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_sampler_bad_input(name):
+    fn = samplers.SAMPLERS[name]
+    sig = dg.edm_sigmas(3)
+    with pytest.raises(TypeError, match="denoiser must be callable"):
+        fn("not a denoiser", X_T, sig)
+    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(batch, ...\)"):
+        fn(GM, X_T[0], sig)
+    with pytest.raises(ValueError, match=r"x must be a tensor of shape"):
+        fn(GM, X_T.numpy(), sig)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        fn(GM, X_T, sig.flip(0))
+    with pytest.raises(ValueError, match="non-negative"):
+        fn(GM, X_T, torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="at least two levels"):
+        fn(GM, X_T, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match=r"the denoiser returned shape \(8, 1\)"):
+        fn(lambda x, s: x[:, :1], X_T, sig)
+
+
+@pytest.mark.parametrize("r", [0.0, -0.5, 1.5])
+def test_dpm_solver_2_bad_r(r):
+    with pytest.raises(ValueError, match=r"r must lie in \(0, 1\]"):
+        samplers.dpm_solver_2(GM, X_T, dg.edm_sigmas(3), r=r)
+
+
+@pytest.mark.parametrize("order", [0, 5, 2.5, "4"])
+def test_ipndm_bad_order(order):
+    with pytest.raises(ValueError, match="order must be 1, 2, 3 or 4"):
+        samplers.ipndm(GM, X_T, dg.edm_sigmas(3), order=order)
+
+
+def test_ipndm_coefficients_are_adams_bashforth():
+    """Each row sums to 1 (consistency) and integrates polynomials of its degree exactly."""
+    for k, coeffs in samplers.IPNDM_COEFFICIENTS.items():
+        assert math.isclose(sum(coeffs), 1.0, rel_tol=1e-14)
+        # int_0^1 t^p dt = sum_j a_j (-j)^p for p < k (steps of size 1, nodes 0, -1, -2, ...)
+        for p in range(k):
+            assert math.isclose(sum(a * (-j) ** p for j, a in enumerate(coeffs)), 1 / (p + 1), abs_tol=1e-14)

@@ -1,0 +1,175 @@
+"""Training: the EDM loss, EMA, warm-up, determinism, resume and the command line."""
+import copy
+import hashlib
+import math
+
+import pytest
+import torch
+
+import diffusion_geometry as dg
+from diffusion_geometry import checkpoints as ck
+from diffusion_geometry import networks as nets
+from diffusion_geometry import training as tr
+
+torch.set_num_threads(1)
+
+
+def _toy(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dg.datasets.mixture_2d(dtype=torch.float32).sample(n, generator=g)
+
+
+def _small_mlp(seed=0):
+    return nets.build_model({"kind": "mlp", "dim": 2, "hidden": 32, "depth": 2, "emb_dim": 16}, seed=seed)
+
+
+def test_edm_loss_matches_a_direct_computation():
+    model = _small_mlp()
+    y = _toy(16)
+    g = torch.Generator().manual_seed(5)
+    loss = tr.edm_loss(model, y, generator=g)
+    g = torch.Generator().manual_seed(5)
+    sigma = torch.exp(torch.randn(16, generator=g) * 1.2 - 1.2)
+    noise = torch.randn(16, 2, generator=g)
+    out = torch.stack([model((y[i] + sigma[i] * noise[i])[None], sigma[i].item())[0] for i in range(16)])
+    w = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+    ref = (w[:, None] * (out - y) ** 2).mean()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_edm_loss_of_the_optimal_denoiser_of_gaussian_data_is_one():
+    # data ~ N(0, sd^2 I): the optimal denoiser is c_skip x (a network whose output layer is zero), and
+    # lambda(sigma) * posterior variance = (s^2+sd^2)/(s sd)^2 * s^2 sd^2/(s^2+sd^2) = 1 at every sigma
+    model = _small_mlp()
+    with torch.no_grad():
+        model.net.out.weight.zero_()
+        model.net.out.bias.zero_()
+    g = torch.Generator().manual_seed(0)
+    y = 0.5 * torch.randn(40_000, 2, generator=g, dtype=torch.float64)
+    model.double()
+    loss = tr.edm_loss(model, y, generator=g).item()
+    print("loss of the optimal denoiser:", loss)
+    assert loss == pytest.approx(1.0, abs=0.02)  # Monte Carlo std 1/sqrt(40000) = 0.005
+    # and any other denoiser does worse: scale the output
+    worse = tr.edm_loss(dg.EDMPrecond(nets.MLP(hidden=8, depth=1, emb_dim=4).double()), y,
+                        generator=torch.Generator().manual_seed(0)).item()
+    assert worse > 1.02
+
+
+def test_ema_update_math():
+    ema, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        ema.weight.fill_(1.0), ema.bias.fill_(-2.0)
+        model.weight.fill_(3.0), model.bias.fill_(4.0)
+    tr.ema_update(ema, model, 0.9)
+    assert torch.allclose(ema.weight, torch.full((1, 2), 0.9 * 1 + 0.1 * 3))
+    assert torch.allclose(ema.bias, torch.tensor([0.9 * -2 + 0.1 * 4]))
+    tr.ema_update(ema, model, 0.0)
+    assert torch.equal(ema.weight, model.weight)
+    # buffers are constants, copied rather than averaged
+    ema_buf, model_buf = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    model_buf.running_mean.fill_(5.0)
+    tr.ema_update(ema_buf, model_buf, 0.9)
+    assert torch.equal(ema_buf.running_mean, model_buf.running_mean)
+    with pytest.raises(ValueError, match="decay"):
+        tr.ema_update(ema, model, 1.5)
+    with pytest.raises(ValueError, match="different parameters"):
+        tr.ema_update(ema, torch.nn.Linear(3, 1, bias=False), 0.5)
+
+
+def test_schedules_of_lr_and_ema_decay():
+    assert [tr.lr_at(s, 1e-3, 4) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert tr.lr_at(0, 1e-3, 0) == 1e-3
+    assert tr.ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert tr.ema_decay_at(90, 0.999) == pytest.approx(91 / 100)
+    assert tr.ema_decay_at(10**6, 0.999) == 0.999
+
+
+def test_training_lowers_the_loss_on_a_toy_problem():
+    data = _toy(1024)
+    model = _small_mlp()
+
+    def held_out(m):
+        return tr.edm_loss(m, _toy(2048, seed=1), generator=torch.Generator().manual_seed(9)).item()
+
+    before = held_out(model)
+    ema, hist = tr.train(model, data, steps=150, batch_size=64, lr=3e-3, warmup=20, ema_decay=0.99,
+                         seed=0, progress=False)
+    after_raw, after_ema = held_out(model), held_out(ema)
+    print(f"held-out loss: before {before:.3f}, after {after_raw:.3f} (raw), {after_ema:.3f} (EMA)")
+    assert len(hist["loss"]) == 150 and hist["step"][-1] == 149 and hist["resumed_from"] == 0
+    assert after_raw < 0.6 * before and after_ema < 0.6 * before
+    assert not ema.training and not any(p.requires_grad for p in ema.parameters())
+
+
+def _train(steps, seed=0, **kw):
+    model = _small_mlp(seed=0)
+    ema, hist = tr.train(model, _toy(300), steps=steps, batch_size=64, seed=seed, warmup=3,
+                         progress=False, **kw)
+    return model, ema, hist
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    m1, e1, h1 = _train(12)
+    m2, e2, h2 = _train(12)
+    m3, _, _ = _train(12, seed=1)
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+        assert torch.equal(e1.state_dict()[k], e2.state_dict()[k])
+    assert h1["loss"] == h2["loss"]
+    assert any(not torch.equal(v, m3.state_dict()[k]) for k, v in m1.state_dict().items())
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    state = tmp_path / "run.state"
+    m_full, e_full, h_full = _train(10)
+    _train(6, state_path=state, save_every=2)  # an interrupted run: its state file holds step 6
+    m_res, e_res, h_res = _train(10, state_path=state, save_every=2)
+    assert h_res["resumed_from"] == 6
+    assert h_res["loss"] == pytest.approx(h_full["loss"], rel=0, abs=0)
+    for k, v in m_full.state_dict().items():
+        assert torch.equal(v, m_res.state_dict()[k])
+        assert torch.equal(e_full.state_dict()[k], e_res.state_dict()[k])
+
+
+def test_train_rejects_bad_input():
+    model = _small_mlp()
+    data = _toy(64)
+    with pytest.raises(TypeError, match="EDMPrecond"):
+        tr.train(model.net, data, steps=1)
+    with pytest.raises(ValueError, match="non-empty"):
+        tr.train(model, torch.zeros(0, 2), steps=1)
+    with pytest.raises(ValueError, match="finite"):
+        tr.train(model, torch.full((4, 2), math.nan), steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        tr.train(model, data, steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        tr.train(model, data, steps=1, lr=-1.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        tr.train(model, data, steps=1, ema_decay=1.0)
+    with pytest.raises(ValueError, match="warmup"):
+        tr.train(model, data, steps=1, warmup=-1)
+    with pytest.raises(TypeError, match="EDMPrecond"):
+        tr.edm_loss(model.net, data)
+    with pytest.raises(ValueError, match="batch"):
+        tr.edm_loss(model, torch.zeros(3))
+    with pytest.raises(ValueError, match="no training data"):
+        tr.training_data("resnet")
+
+
+def test_command_line_trains_and_writes_a_verified_checkpoint(tmp_path, capsys):
+    out = tmp_path / "sub" / "toy.pt"
+    digest = tr.run(["--model", "toy2d_mlp", "--steps", "5", "--out", str(out), "--n-data", "256",
+                      "--threads", "1", "--no-progress", "--batch-size", "32"])
+    printed = capsys.readouterr().out
+    assert f"sha256 {digest}" in printed
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
+    model = nets.load_model(out, sha256=digest)
+    assert model.config == nets.CONFIGS["toy2d_mlp"]
+    assert model.meta["steps"] == 5 and model.meta["n_data"] == 256
+    assert model.meta["command"].startswith("python -m diffusion_geometry.training --model toy2d_mlp")
+    assert not (tmp_path / "sub" / "toy.pt.state").exists()
+    with pytest.raises(SystemExit):
+        tr.main(["--model", "nope", "--steps", "1", "--out", str(out)])
+    assert tr.main(["--model", "toy2d_mlp", "--steps", "1", "--out", str(out), "--n-data", "64",
+                    "--no-progress", "--batch-size", "16"]) == 0  # exit status for the dg-train script
