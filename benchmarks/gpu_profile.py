@@ -57,7 +57,6 @@ except ImportError:  # a bare machine with PyTorch: use the source tree
     sys.path.insert(0, str(ROOT / "src"))
     import diffusion_geometry as dg
 
-import numpy as np
 import torch
 
 from diffusion_geometry import imaging, metrics

@@ -23,3 +23,13 @@ def fashion_train(fashion_train_or_none):
     if fashion_train_or_none is None:
         pytest.skip(FASHION_REASON)
     return fashion_train_or_none
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny tensors: thread-pool hand-offs cost more than they save
+    there, badly so on a shared 2-core machine. Restores the previous setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -15,6 +15,8 @@ from scipy.special import logsumexp
 import diffusion_geometry as dg
 from diffusion_geometry.denoisers import EDMPrecond, EmpiricalDenoiser, GaussianMixture, sigma_like
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
+
 F64 = torch.float64
 SIGMAS = [0.002, 0.02, 0.2, 1.0, 5.0, 80.0]
 
@@ -368,28 +370,27 @@ MEMORY_SCRIPT = textwrap.dedent(
     den = dg.EmpiricalDenoiser(data)
     x = data[:B] + 0.5 * torch.randn(B, d, generator=g)
     den(x[:4], 1.0)  # warm up the matmul workspace
+    from torch.profiler import ProfilerActivity, profile
 
+    # one call of batch 256: peak RSS above the baseline (data loaded) and the largest allocation
     reset_peak(); base = status("VmRSS")
-    out = den(x, 1.0)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = den(x, 1.0)
     extra = status("VmHWM") - base
+    largest = max(e.cpu_memory_usage for e in prof.events())
 
     # positive control: the same measurement sees a 256 MiB allocation
     reset_peak(); base = status("VmRSS")
     big = torch.ones(64 * 2**20)
     control = status("VmHWM") - base
     del big
-
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        den(x, 1.0)
-    largest = max(e.cpu_memory_usage for e in prof.events())
     print("RESULT" + json.dumps(dict(extra=extra, control=control, largest=largest,
                                      finite=bool(torch.isfinite(out).all()))))
     """
 )
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc peak-RSS reset")
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs the Linux /proc peak-RSS reset")
 def test_empirical_denoiser_memory_batch256_vs_60000x784():
     """No (batch, N, d) tensor (48 GB) and no (batch, N) one: extra peak RSS < 1 GiB, largest block small."""
     res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=120)
@@ -403,6 +404,25 @@ def test_empirical_denoiser_memory_batch256_vs_60000x784():
     assert r["control"] > 200 * MiB  # the measurement is able to see big allocations
     assert r["extra"] < 1024 * MiB
     assert r["largest"] < 256 * 60_000 * 4  # not even a full (batch, N) float32 matrix
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_denoisers_on_cuda(toy_data):
+    """Tensors stay on the caller's device, and the results equal the CPU ones."""
+    dev = torch.device("cuda")
+    den_cpu, den_gpu = EmpiricalDenoiser(toy_data, chunk_size=64), EmpiricalDenoiser(toy_data.to(dev), chunk_size=64)
+    x = toy_data[:6] + 0.3 * torch.randn(6, 2, 3, 2, generator=torch.Generator().manual_seed(16), dtype=F64)
+    out = den_gpu(x.to(dev), 0.3)
+    assert out.device.type == "cuda" and out.dtype == F64
+    assert torch.allclose(out.cpu(), den_cpu(x, 0.3), atol=1e-12)
+    assert torch.allclose(den_gpu.log_prob(x.to(dev), 0.3).cpu(), den_cpu.log_prob(x, 0.3), rtol=1e-12)
+    assert torch.equal(den_gpu.nearest(x.to(dev), 3)[1].cpu(), den_cpu.nearest(x, 3)[1])
+    for kind, gm in MIXTURES.items():
+        gm_gpu = GaussianMixture(gm.means.to(dev), gm.covariances.to(dev), gm.weights.to(dev))
+        q = _queries(gm, 0.5)
+        assert gm_gpu(q.to(dev), 0.5).device.type == "cuda", kind
+        assert torch.allclose(gm_gpu(q.to(dev), 0.5).cpu(), gm(q, 0.5), atol=1e-12), kind
+        assert gm_gpu.sample(4, 0.5).device.type == "cuda", kind
 
 
 def test_empirical_denoiser_bad_input(toy_data):
@@ -461,10 +481,12 @@ def test_edm_precond_coefficients_and_forward():
     assert torch.allclose(net.seen[0], c_in * x, rtol=1e-14)
     assert torch.allclose(net.seen[1], s.log() / 4, rtol=1e-14)
     assert torch.allclose(out, c_skip * x + c_out * (0.7 * c_in * x + (s.log() / 4).reshape(-1, 1, 1)), rtol=1e-13)
-    # c_skip^2 sd^2 ... EDM's unit-variance identities: c_in^2 (sd^2 + s^2) = 1, c_skip^2 s^2 + c_out^2 ... = ...
+    # EDM's design rules (Karras et al. 2022, App. B.6): unit-variance network input, c_in^2 (sd^2 + s^2) = 1,
+    # and unit-variance training target, ((1 - c_skip)^2 sd^2 + c_skip^2 s^2) / c_out^2 = 1
     cs, co, ci, cn = D.coefficients(s)
-    assert torch.allclose(ci**2 * (sd**2 + s**2), torch.ones(3, dtype=F64))
-    assert torch.allclose(co**2, (s * sd) ** 2 / (s**2 + sd**2))
+    assert torch.allclose(ci**2 * (sd**2 + s**2), torch.ones(3, dtype=F64), rtol=1e-14)
+    assert torch.allclose(((1 - cs) ** 2 * sd**2 + cs**2 * s**2) / co**2, torch.ones(3, dtype=F64), rtol=1e-12)
+    assert torch.allclose(cn, s.log() / 4, rtol=1e-15)
 
 
 def test_edm_precond_zero_net_is_the_exact_gaussian_denoiser():

@@ -88,6 +88,16 @@ def test_make_sigmas_and_shards():
         G.shard_ranges(0, 4)
 
 
+def test_gits_schedule_uses_its_own_warmup_noise():
+    gm = dg.datasets.mixture_2d()
+    den = lambda x, s: gm.denoise(x.double(), s).float()  # noqa: E731
+    got = G.make_sigmas("gits", 4, denoiser=den, shape=(2,), warmup=8, seed=3)
+    x_warm = G.initial_noise([G.sample_seed(3, i, stream=1) for i in range(8)], (2,), 80.0)
+    want = dg.gits.gits_sigmas(den, x_warm, 4, fine_grid=dg.edm_sigmas(60))
+    assert torch.equal(got, want)
+    assert got.shape == (5,) and got[0] == 80.0 and got[-1] == 0.002
+
+
 def test_generate_samples_equals_the_sampler_on_the_same_noise():
     gm = dg.datasets.mixture_2d()
     den = lambda x, s: gm.denoise(x.double(), s).float()  # noqa: E731
@@ -99,6 +109,10 @@ def test_generate_samples_equals_the_sampler_on_the_same_noise():
     assert nfe == 16
     with pytest.raises(ValueError, match="unknown sampler"):
         G.generate_samples(den, 3, (2,), sig, sampler="rk45")
+    with pytest.raises(ValueError, match="n must be"):
+        G.generate_samples(den, 0, (2,), sig)
+    with pytest.raises(ValueError, match="fid must be"):
+        G.quality_report(torch.zeros(4, 28, 28), fid="maybe")
 
 
 def test_load_denoiser_and_results_file(tiny_ckpt, tmp_path):
@@ -119,11 +133,18 @@ def test_load_denoiser_and_results_file(tiny_ckpt, tmp_path):
 # ---------------------------------------------------------------------------- the command
 
 
-def test_torchrun_two_processes_give_the_same_images_and_resume(tiny_ckpt, tmp_path):
+@pytest.fixture
+def restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_torchrun_two_processes_give_the_same_images_and_resume(tiny_ckpt, tmp_path, restore_threads):
     common = ["--model", str(tiny_ckpt), "--steps", "3", "--sampler", "heun", "--seed", "11",
               "--shard-size", "3", "--threads", "1", "--no-progress", "--report", "no"]
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([*common, "--n", "8", "--out", str(one)])
+    assert G.main([*common, "--n", "8", "--out", str(one)]) == 0  # one process (this one)
     _run([*common, "--num-samples", "8", "--out", str(two)], nproc=2)
     a, b = np.load(one / "samples.npz"), np.load(two / "samples.npz")
     assert a["images"].shape == (8, 1, 28, 28) and a["images"].dtype == np.uint8
@@ -141,29 +162,28 @@ def test_torchrun_two_processes_give_the_same_images_and_resume(tiny_ckpt, tmp_p
     (one / "shards" / "shard_00001.npz").unlink()
     (one / "samples.npz").unlink()
     kept = {j: (one / "shards" / f"shard_{j:05d}.npz").stat().st_mtime_ns for j in (0, 2)}
-    _run([*common, "--n", "8", "--out", str(one)])
+    G.main([*common, "--n", "8", "--out", str(one)])
     assert {j: (one / "shards" / f"shard_{j:05d}.npz").stat().st_mtime_ns for j in (0, 2)} == kept
     assert np.array_equal(np.load(one / "samples.npz")["images"], b["images"])
 
     # a different setting in the same directory is refused
-    res = subprocess.run([sys.executable, "-m", "diffusion_geometry.generate", *common, "--n", "9",
-                          "--out", str(one)], capture_output=True, text=True)
-    assert res.returncode != 0 and "other settings" in res.stderr
+    with pytest.raises(SystemExit, match="other settings"):
+        G.main([*common, "--n", "9", "--out", str(one)])
 
 
 def test_command_report_on_fashion_shape(tiny_ckpt, tmp_path):
-    pytest.importorskip("diffusion_geometry.metrics")
     try:
         dg.datasets.fashion_mnist("test")
     except FileNotFoundError as err:
         pytest.skip(str(err))
     out = tmp_path / "rep"
-    _run(["--model", str(tiny_ckpt), "--n", "30", "--steps", "2", "--sampler", "euler", "--schedule",
-          "logsnr", "--append-zero", "--out", str(out), "--no-progress", "--report", "yes", "--fid", "no"])
+    G.main(["--model", str(tiny_ckpt), "--n", "30", "--steps", "2", "--sampler", "euler", "--schedule",
+            "logsnr", "--append-zero", "--out", str(out), "--no-progress", "--report", "yes", "--fid", "no"])
     rep = json.loads((out / "report.json").read_text())
     q = rep["quality"]
     print("random tiny net:", {k: q[k] for k in ("fd_test", "fd_train_vs_test", "precision", "recall")})
     assert rep["nfe"] == 3 and rep["sigmas"][-1] == 0.0
+    assert rep["command"].startswith("python -m diffusion_geometry.generate --model")
     assert q["n"] == 30 and len(q["class_fraction"]) == 10
     assert abs(sum(q["class_fraction"]) - 1) < 1e-9
     # random weights give poor samples: far worse than real training images at the same n

@@ -7,6 +7,8 @@ import torch
 
 from diffusion_geometry import geometry as geo
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
+
 F64 = torch.float64
 
 

@@ -118,3 +118,31 @@ def test_pin_parser_rejects_loose_requirements():
     with pytest.raises(AssertionError, match="not an exact pin"):
         _pins(["numpy"])
     assert _pins(["Scikit_Learn==1.9.1  # comment", ""]) == {"scikit-learn": "1.9.1"}
+
+
+# -- the compute-profile switch (DG_PROFILE) ---------------------------------------------------------
+
+
+def test_profile_switch(monkeypatch):
+    from diffusion_geometry import profiles
+
+    for name in ("small", "default", "gpu"):
+        monkeypatch.setenv("DG_PROFILE", f" {name.upper()} ")  # case and spaces are forgiven
+        assert profiles.current() == name
+        assert profiles.choose(1, 2, 3) == {"small": 1, "default": 2, "gpu": 3}[name]
+    monkeypatch.setenv("DG_PROFILE", "gpu")
+    assert profiles.choose(1, 2) == 2  # gpu falls back to default
+    expect = "cuda" if profiles.torch.cuda.is_available() else "cpu"
+    assert profiles.device().type == expect
+    monkeypatch.setenv("DG_PROFILE", "small")
+    assert profiles.device().type == "cpu"
+    monkeypatch.delenv("DG_PROFILE")
+    assert profiles.current() == ("gpu" if profiles.torch.cuda.is_available() else "default")
+
+
+def test_profile_switch_rejects_unknown_names(monkeypatch):
+    from diffusion_geometry import profiles
+
+    monkeypatch.setenv("DG_PROFILE", "huge")
+    with pytest.raises(ValueError, match="DG_PROFILE must be one of"):
+        profiles.current()

@@ -7,6 +7,8 @@ import torch
 import diffusion_geometry as dg
 from diffusion_geometry.schedules import check_sigmas
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
+
 # paper-notes §1.3: EDM rho = 7, 21 timestamps (20 steps), sigma 80 -> 0.002 (official notebook output)
 PAPER_21 = [80, 60.56, 45.31, 33.49, 24.41, 17.53, 12.38, 8.589, 5.839, 3.881, 2.515, 1.584, 0.9654,
             0.5666, 0.3183, 0.1698, 0.08509, 0.03954, 0.01672, 0.006266, 0.002]

@@ -37,6 +37,27 @@ def test_edm_loss_matches_a_direct_computation():
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
 
 
+def test_edm_loss_with_log_uniform_share_matches_a_direct_computation():
+    model = _small_mlp()
+    y = _toy(32)
+    loss = tr.edm_loss(model, y, generator=torch.Generator().manual_seed(2), p_uniform=0.25,
+                       sigma_range=(0.01, 50.0))
+    g = torch.Generator().manual_seed(2)
+    ln_sigma = torch.randn(32, generator=g) * 1.2 - 1.2
+    pick = torch.rand(32, generator=g) < 0.25
+    ln_uni = math.log(0.01) + (math.log(50.0) - math.log(0.01)) * torch.rand(32, generator=g)
+    assert 0 < pick.sum() < 32
+    sigma = torch.where(pick, ln_uni, ln_sigma).exp()
+    noise = torch.randn(32, 2, generator=g)
+    w = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+    ref = (w[:, None] * (model(y + sigma[:, None] * noise, sigma) - y) ** 2).mean()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="p_uniform"):
+        tr.edm_loss(model, y, p_uniform=1.5)
+    with pytest.raises(ValueError, match="sigma_range"):
+        tr.edm_loss(model, y, sigma_range=(1.0, 0.5))
+
+
 def test_edm_loss_of_the_optimal_denoiser_of_gaussian_data_is_one():
     # data ~ N(0, sd^2 I): the optimal denoiser is c_skip x (a network whose output layer is zero), and
     # lambda(sigma) * posterior variance = (s^2+sd^2)/(s sd)^2 * s^2 sd^2/(s^2+sd^2) = 1 at every sigma
@@ -48,8 +69,10 @@ def test_edm_loss_of_the_optimal_denoiser_of_gaussian_data_is_one():
     y = 0.5 * torch.randn(40_000, 2, generator=g, dtype=torch.float64)
     model.double()
     loss = tr.edm_loss(model, y, generator=g).item()
-    print("loss of the optimal denoiser:", loss)
+    mixed = tr.edm_loss(model, y, generator=g, p_uniform=0.5).item()  # any sigma distribution
+    print("loss of the optimal denoiser:", loss, mixed)
     assert loss == pytest.approx(1.0, abs=0.02)  # Monte Carlo std 1/sqrt(40000) = 0.005
+    assert mixed == pytest.approx(1.0, abs=0.02)
     # and any other denoiser does worse: scale the output
     worse = tr.edm_loss(dg.EDMPrecond(nets.MLP(hidden=8, depth=1, emb_dim=4).double()), y,
                         generator=torch.Generator().manual_seed(0)).item()
@@ -130,6 +153,11 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     for k, v in m_full.state_dict().items():
         assert torch.equal(v, m_res.state_dict()[k])
         assert torch.equal(e_full.state_dict()[k], e_res.state_dict()[k])
+    # a state file of another run, or one beyond the requested steps, is refused
+    with pytest.raises(ValueError, match="other settings"):
+        _train(10, seed=1, state_path=state)
+    with pytest.raises(ValueError, match="beyond steps"):
+        _train(4, state_path=state)
 
 
 def test_train_rejects_bad_input():
@@ -149,6 +177,8 @@ def test_train_rejects_bad_input():
         tr.train(model, data, steps=1, ema_decay=1.0)
     with pytest.raises(ValueError, match="warmup"):
         tr.train(model, data, steps=1, warmup=-1)
+    with pytest.raises(ValueError, match="p_uniform"):
+        tr.train(model, data, steps=1, p_uniform=-0.1)
     with pytest.raises(TypeError, match="EDMPrecond"):
         tr.edm_loss(model.net, data)
     with pytest.raises(ValueError, match="batch"):

@@ -57,9 +57,11 @@ def refine_sigmas(sigmas, substeps: int) -> torch.Tensor:
     ramp = torch.linspace(0, 1, substeps + 1, dtype=torch.float64)[:-1]
     for a, b in zip(sigmas[:-1], sigmas[1:]):
         if b > 0:
-            out.append(torch.exp(torch.log(a) + ramp * (torch.log(b) - torch.log(a))))
+            piece = torch.exp(torch.log(a) + ramp * (torch.log(b) - torch.log(a)))
         else:
-            out.append(a + ramp * (b - a))
+            piece = a + ramp * (b - a)
+        piece[0] = a  # the coarse level exactly, despite round-off in exp(log(a))
+        out.append(piece)
     out.append(sigmas[-1:])
     return torch.cat(out)
 

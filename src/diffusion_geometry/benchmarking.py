@@ -132,7 +132,8 @@ def error_vs_nfe(denoiser, x: torch.Tensor, reference: torch.Tensor, *, nfes=ran
                  schedules: Mapping[str, Callable[[int], torch.Tensor]] | None = None) -> list[dict]:
     """Mean error of every (method, schedule, NFE) combination that can hit the NFE exactly.
 
-    ``methods``: label -> (sampler name, options), options may include ``afs=True``;
+    ``methods``: label -> (sampler name, options), options may include ``afs=True``; options may also
+    be a function ``sigmas -> dict`` (e.g. AMED parameters fitted for each grid; without AFS);
     ``schedules``: label -> function ``n_steps -> sigmas``. Each run's NFE is counted, not assumed.
     Returns rows ``{"method", "schedule", "nfe", "steps", "error", "error_median"}``.
     """
@@ -147,12 +148,14 @@ def error_vs_nfe(denoiser, x: torch.Tensor, reference: torch.Tensor, *, nfes=ran
             raise ValueError(f"unknown method {name!r}; choose one of {sorted(_samplers.SAMPLERS)}")
         for slabel, make in schedules.items():
             for nfe in nfes:
-                steps = steps_for_nfe(name, int(nfe), afs=bool(opts.get("afs", False)))
+                afs = False if callable(opts) else bool(opts.get("afs", False))  # callables: no AFS
+                steps = steps_for_nfe(name, int(nfe), afs=afs)
                 if steps is None:
                     continue
                 sigmas = check_sigmas(make(steps))
+                run_opts = opts(sigmas) if callable(opts) else opts
                 counting = CountingDenoiser(denoiser)
-                out = fn(counting, x, sigmas, **opts)
+                out = fn(counting, x, sigmas, **run_opts)
                 if counting.nfe != nfe:
                     raise RuntimeError(f"{mlabel} on {slabel} with {steps} steps used {counting.nfe} NFE, expected {nfe}")
                 err = sample_error(out, reference)

@@ -54,6 +54,7 @@ __all__ = [
     "d_eff",
     "denoiser_derivative",
     "curvature",
+    "step_anatomy",
     "METHODS",
 ]
 
@@ -221,3 +222,49 @@ def curvature(denoiser, x: torch.Tensor, sigma) -> torch.Tensor:
     r""":math:`\frac{d^2x}{d\sigma^2} = -\frac{1}{\sigma}\frac{dD}{d\sigma}` at ``(x, sigma)`` (the curvature identity)."""
     sig = sigma_like(sigma, x)
     return -denoiser_derivative(denoiser, x, sigma) / sig
+
+
+def step_anatomy(denoiser, x: torch.Tensor, sigma: float, sigma_next: float, *, r: float = 0.5,
+                 n_path: int = 48, rtol: float = 1e-10) -> dict:
+    r"""Everything about one generalised DPM-Solver-2 step from ``x`` at ``sigma`` to ``sigma_next``,
+    for pictures: the exact sampling trajectory between the two levels and its denoising trajectory,
+    the intermediate point :math:`x_s` and :math:`D_s`, the finite-difference :math:`D_\text{eff}`, the
+    step's result, and the *ideal* :math:`D_\text{eff}` that would land on the exact solution,
+    :math:`D^\star_\text{eff} = x_n - \frac{\sigma_n}{h}\int \varepsilon\,d\sigma` (the denoising trajectory
+    averaged over the step with weight :math:`\sigma_n/\sigma`).
+
+    Returns a dict of float64 tensors: ``x``, ``den``, ``x_mid``, ``den_mid``, ``d_eff``, ``x_next``,
+    ``x_exact``, ``d_eff_exact``, ``path_x`` and ``path_den`` (``(n_path, batch, ...)``), and floats
+    ``sigma``, ``sigma_next``, ``s``, ``r``, ``error`` (mean distance of ``x_next`` to ``x_exact``).
+    """
+    from .benchmarking import ode_solution
+    from .samplers import dpm_solver_2
+
+    _ratio(sigma, sigma_next)
+    if float(sigma_next) == 0:
+        raise ValueError("sigma_next must be positive (a step to 0 has no intermediate point)")
+    if not 0 < r <= 1:
+        raise ValueError(f"r must lie in (0, 1], got {r}")
+    sigma, sigma_next = float(sigma), float(sigma_next)
+    x = x.to(torch.float64)
+    with torch.no_grad():
+        den = denoiser(x, sigma)
+        s = sigma ** (1 - r) * sigma_next**r
+        x_mid = x + (s - sigma) * (x - den) / sigma
+        den_mid = denoiser(x_mid, s)
+        d_eff_fd = dpm_solver_2_d_eff(den, den_mid, sigma, sigma_next, r)
+        x_next = dpm_solver_2(denoiser, x, torch.tensor([sigma, sigma_next], dtype=torch.float64), r=r)
+    at = ode_solution(denoiser, x, sigma, sigma_next, rtol=rtol, atol=rtol)
+    levels = torch.logspace(math.log10(sigma), math.log10(sigma_next), n_path, dtype=torch.float64)
+    path_x = torch.stack([at(float(v)) for v in levels])
+    with torch.no_grad():
+        path_den = torch.stack([denoiser(p, float(v)) for p, v in zip(path_x, levels)])
+    x_exact = at(sigma_next)
+    flat = lambda t: t.reshape(t.shape[0], -1)  # noqa: E731
+    return {
+        "x": x, "den": den, "x_mid": x_mid, "den_mid": den_mid, "d_eff": d_eff_fd, "x_next": x_next,
+        "x_exact": x_exact, "d_eff_exact": implied_d_eff(x, x_exact, sigma, sigma_next),
+        "path_sigmas": levels, "path_x": path_x, "path_den": path_den,
+        "sigma": sigma, "sigma_next": sigma_next, "s": s, "r": float(r),
+        "error": float((flat(x_next) - flat(x_exact)).norm(dim=1).mean()),
+    }

@@ -388,7 +388,8 @@ def main(argv=None) -> int:
         settings = {"model": args.model, "n": args.n, "sampler": args.sampler, "sampler_opts": opts,
                     "steps": args.steps, "schedule": args.schedule, "rho": args.rho,
                     "sigma_min": args.sigma_min, "sigma_max": args.sigma_max,
-                    "append_zero": args.append_zero, "seed": args.seed, "shard_size": args.shard_size,
+                    "append_zero": args.append_zero, "explicit_sigmas": args.sigmas, "warmup": args.warmup,
+                    "seed": args.seed, "shard_size": args.shard_size,
                     "shape": list(shape)}
         run_file = out / "run.json"
         if rank == 0:

@@ -257,14 +257,13 @@ def prepare_images(images) -> torch.Tensor:
 
 
 def to_uint8(images) -> torch.Tensor:
-    """Float images in [-1, 1] quantised to ``uint8`` 0..255 (clipped; ``round((x + 1) * 127.5)``).
+    """Images quantised to ``uint8`` 0..255, shape ``(N, 1, 28, 28)``: ``round((x + 1) * 127.5)``
+    after clipping to [-1, 1] (``uint8`` input is returned unchanged in value).
 
     This is how generated images are stored (:mod:`diffusion_geometry.generate`), and Fashion-MNIST's
     pixels are ``uint8``: compare sets after the same quantisation.
     """
-    x = prepare_images(images) if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8) else images
-    if x.dtype == torch.uint8:
-        return x
+    x = prepare_images(images)  # uint8 input maps to [-1, 1] and back exactly
     return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -418,6 +417,10 @@ def precision_recall(real, fake, k: int = 3, *, chunk: int = 1024) -> PrecisionR
     ``real`` and ``fake`` are feature matrices ``(N, k)`` (tensors or arrays) or image batches of
     Fashion-MNIST shape, which are first mapped through :func:`features`. Distances in float64,
     computed in chunks (memory O(chunk x N)). Returns ``PrecisionRecall(precision, recall)``.
+
+    The k-NN balls estimate a manifold only with enough samples: with tens of samples in 256
+    dimensions the balls are wide and precision is biased upwards (even for poor samples); use
+    hundreds to thousands, and compare values at equal set sizes.
     """
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")

@@ -102,6 +102,7 @@ def draw_marginal_1d(*, fig=None, sigma=1.0, mixture=None, xlim=(-6.0, 6.0), sco
     x = xs[:, 0].numpy()
 
     fig = new_figure(fig, figsize=(7.0, 5.2))
+    fig.set_size_inches(7.0, 5.2)  # also when drawing into a widget's figure
     ax_p, ax_s = fig.subplots(2, 1, sharex=True)
     ax_p.plot(x, p0.numpy(), "--", color=OKABE_ITO[7], lw=1, label=r"$p_0$ (data)")
     ax_p.fill_between(x, p.numpy(), color=OKABE_ITO[0], alpha=0.25)
@@ -118,7 +119,7 @@ def draw_marginal_1d(*, fig=None, sigma=1.0, mixture=None, xlim=(-6.0, 6.0), sco
     ax_s.set_xlabel("x (data units)")
     ax_s.set_ylabel("score (1 / unit of x)")
     ax_s.legend(loc="upper left", fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.10, top=0.93, hspace=0.12)  # fixed: cheap per frame
     return fig
 
 
@@ -161,6 +162,7 @@ def draw_denoiser(*, fig=None, sigma=1.0, mixture=None, points=None, mixture_2d=
     d_emp = EmpiricalDenoiser(points).denoise(xs, sigma)[:, 0]
 
     fig = new_figure(fig, figsize=(13.0, 4.4))
+    fig.set_size_inches(13.0, 4.4)  # also when drawing into a widget's figure
     ax1, ax2, ax3 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1, 1]})
     x = xs[:, 0].numpy()
     ax1.plot(x, x, ":", color=OKABE_ITO[7], lw=1, label="identity $D = x$")
@@ -194,7 +196,7 @@ def draw_denoiser(*, fig=None, sigma=1.0, mixture=None, points=None, mixture_2d=
         ax.set_xlabel("$x_1$ (data units)")
         ax.set_ylabel("$x_2$ (data units)")
         ax.set_title(rf"{title}: $x \to D(x;\sigma)$")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.91, wspace=0.28)  # fixed: cheap per frame
     return fig
 
 
@@ -1045,10 +1047,10 @@ def draw_score_deviation(*, fig=None, deviation, per_dim: bool = False, title: s
     scale = 1 / math.sqrt(d) if per_dim else 1.0
     s = _p3_np(deviation.sigmas[:n])
     curves = [
-        (r"(1) sampling  $\lVert x_t - x^*_t\rVert$", deviation.sampling[:n]),
-        (r"(2) denoising  $\lVert r_\theta(x_t) - r^*(x^*_t)\rVert$", deviation.denoising),
-        (r"(3) on learned  $\lVert r_\theta(x_t) - r^*(x_t)\rVert$", deviation.on_learned),
-        (r"(4) on optimal  $\lVert r_\theta(x^*_t) - r^*(x^*_t)\rVert$", deviation.on_optimal),
+        (r"(1) sampling  $\Vert x_t - x^*_t\Vert$", deviation.sampling[:n]),
+        (r"(2) denoising  $\Vert r_\theta(x_t) - r^*(x^*_t)\Vert$", deviation.denoising),
+        (r"(3) on learned  $\Vert r_\theta(x_t) - r^*(x_t)\Vert$", deviation.on_learned),
+        (r"(4) on optimal  $\Vert r_\theta(x^*_t) - r^*(x^*_t)\Vert$", deviation.on_optimal),
     ]
     if ax is None:
         fig = new_figure(fig, (6.8, 4.0))
@@ -1074,7 +1076,7 @@ def draw_score_deviation(*, fig=None, deviation, per_dim: bool = False, title: s
 def draw_denoiser_fields(*, fig=None, sigma: float = 1.0, learned, kde, resolution: int = 60, n_arrows: int = 13):
     r"""Learned against optimal denoiser on the plane at one noise level (chapter 08's widget).
 
-    Colour: :math:`\lVert D_\theta(x;\sigma) - D^*(x;\sigma)\rVert` over a grid around the training
+    Colour: :math:`\Vert D_\theta(x;\sigma) - D^*(x;\sigma)\Vert` over a grid around the training
     set of ``kde`` (an :class:`~diffusion_geometry.EmpiricalDenoiser` of 2-D points); arrows: the two
     displacements :math:`D(x;\sigma) - x` on a coarser grid (the score times :math:`\sigma^2`).
     """
@@ -1149,3 +1151,161 @@ def draw_samples_vs_training(*, fig=None, panels):
 
 
 __all__ += ["draw_basins", "draw_score_deviation", "draw_denoiser_fields", "draw_samples_vs_training"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Part II, chapters 5-6: samplers as finite differences; time schedules and shortcuts
+# --------------------------------------------------------------------------------------------------
+
+
+def _p2_np(v):
+    import numpy as np
+    import torch
+
+    return v.detach().cpu().to(torch.float64).numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
+
+
+def draw_fd_step(*, fig=None, r=0.5, cases, data=None):
+    r"""One generalised DPM-Solver-2 step in the plane, for the value ``r`` of its intermediate level.
+
+    ``cases`` maps ``r`` to the dict of :func:`diffusion_geometry.finite_differences.step_anatomy`
+    (one 2-D trajectory). Drawn: the exact sampling trajectory between the two levels (blue) and its
+    denoising trajectory (orange); :math:`x_n`, :math:`D_n`, the intermediate point :math:`x_s` and
+    :math:`D_s`; the finite-difference :math:`D_\text{eff}` (the step moves :math:`x_n` towards it) and the
+    ideal :math:`D^\star_\text{eff}` that would land on the exact :math:`x(\sigma_{n+1})`. ``data``: optional
+    ``(n, 2)`` points drawn in grey.
+    """
+    if not isinstance(cases, dict) or not cases:
+        raise ValueError("cases must be a non-empty dict r -> step_anatomy(...)")
+    key = min(cases, key=lambda k: abs(float(k) - float(r)))
+    if abs(float(key) - float(r)) > 1e-9:
+        raise ValueError(f"no case for r={r}; available: {sorted(cases)}")
+    import numpy as np
+
+    c = cases[key]
+    flat = {k: _p2_np(c[k]).reshape(-1, 2)[0] if k not in ("path_x", "path_den") else _p2_np(c[k]).reshape(len(_p2_np(c[k])), -1)[:, :2]
+            for k in ("x", "den", "x_mid", "den_mid", "d_eff", "x_next", "x_exact", "d_eff_exact", "path_x", "path_den")}
+    fig = new_figure(fig, (8.0, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    if data is not None:
+        d = _p2_np(data)
+        if d.ndim != 2 or d.shape[1] != 2:
+            raise ValueError(f"data must have shape (n, 2), got {d.shape}")
+        ax.scatter(d[:, 0], d[:, 1], s=4, color="0.75", label="data", zorder=0)
+    px, pd = flat["path_x"], flat["path_den"]
+    ax.plot(px[:, 0], px[:, 1], "-", color=OKABE_ITO[0], lw=2, label=r"exact $x(\sigma)$, $\sigma_{n+1}\leq\sigma\leq\sigma_n$")
+    ax.plot(pd[:, 0], pd[:, 1], "-", color=OKABE_ITO[1], lw=2, label=r"denoising trajectory $D(x(\sigma);\sigma)$")
+    x, xe, xn, de = flat["x"], flat["x_exact"], flat["x_next"], flat["d_eff"]
+    ax.plot([x[0], de[0]], [x[1], de[1]], ":", color="k", lw=1)
+    pts = [
+        ("x", "o", OKABE_ITO[0], r"$x_n$"), ("den", "o", OKABE_ITO[1], r"$D_n$"),
+        ("x_mid", "s", OKABE_ITO[5], r"$x_s$ (Euler to $s$)"), ("den_mid", "s", OKABE_ITO[3], r"$D_s = D(x_s; s)$"),
+        ("d_eff", "*", OKABE_ITO[4], r"$D_\mathrm{eff}$ (finite difference)"),
+        ("d_eff_exact", "*", "k", r"ideal $D^\star_\mathrm{eff}$"),
+        ("x_next", "D", OKABE_ITO[4], r"$x_{n+1}$ (DPM-Solver-2)"), ("x_exact", "D", "k", r"exact $x(\sigma_{n+1})$"),
+    ]
+    for k, m, col, lab in pts:
+        face = "none" if k in ("d_eff_exact", "x_exact") else col
+        ax.plot(*flat[k], m, ms=11 if m == "*" else 7, mfc=face, mec=col, mew=1.5, ls="none", label=lab)
+    allpts = np.concatenate([px, pd] + [flat[k][None] for k, *_ in pts])
+    lo, hi = allpts.min(0), allpts.max(0)
+    centre, half = (lo + hi) / 2, 0.6 * max(hi - lo) + 1e-9
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$ (data units)")
+    ax.set_ylabel("$x_2$ (data units)")
+    ax.set_title(f"DPM-Solver-2 step $\\sigma$ = {c['sigma']:.3g} → {c['sigma_next']:.3g}, r = {c['r']:.2f} "
+                 f"(s = {c['s']:.3g})\nerror of $x_{{n+1}}$: {c['error']:.3f}", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def draw_error_vs_nfe(*, fig=None, rows, methods=None, schedules=None, loglog=False, suffix=None,
+                      title="Error against NFE", ax=None):
+    """Mean error against NFE from the rows of :func:`diffusion_geometry.benchmarking.error_vs_nfe`.
+
+    One colour per method, one line style per schedule; ``methods``/``schedules`` select and order them.
+    ``suffix`` maps a method label to extra legend text (e.g. a fitted order). ``ax`` draws into an
+    existing axes (then ``fig`` is ignored and the axes' figure is returned).
+    """
+    if not rows:
+        raise ValueError("rows must be a non-empty list of error_vs_nfe rows")
+    methods = list(dict.fromkeys(r["method"] for r in rows)) if methods is None else list(methods)
+    schedules = list(dict.fromkeys(r["schedule"] for r in rows)) if schedules is None else list(schedules)
+    styles = ["-", "--", ":", "-."]
+    if ax is None:
+        fig = new_figure(fig, (6.4, 4.2))
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    drawn = 0
+    for i, m in enumerate(methods):
+        for j, s in enumerate(schedules):
+            pts = sorted((r["nfe"], r["error"]) for r in rows if r["method"] == m and r["schedule"] == s)
+            if not pts:
+                continue
+            lab = m if len(schedules) == 1 else f"{m} / {s}"
+            if suffix and m in suffix:
+                lab += f" {suffix[m]}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[j % len(styles)], marker="o", ms=3,
+                    color=OKABE_ITO[i % len(OKABE_ITO)], label=lab)
+            drawn += 1
+    if drawn == 0:
+        raise ValueError("no rows match the chosen methods and schedules")
+    ax.set_yscale("log")
+    if loglog:
+        ax.set_xscale("log")
+    ax.set_xlabel("NFE (denoiser evaluations per sample)")
+    ax.set_ylabel("mean L2 error to the reference (data units)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2 if drawn > 6 else 1)
+    fig.tight_layout()
+    return fig
+
+
+def draw_gits(*, fig=None, n_steps=6, result, coeff=None, compare=None):
+    r"""The GITS dynamic programme: the cost matrix :math:`C_{ij}` on the fine grid (log colour) with the
+    chosen path (left) and the chosen levels against the step index (right, log y).
+
+    ``result`` is a :class:`diffusion_geometry.gits.GITSResult`; ``n_steps`` and ``coeff`` re-solve its
+    programme; ``compare`` maps labels to functions ``n_steps -> sigmas`` drawn on the right for comparison.
+    """
+    import numpy as np
+
+    from .gits import path_cost
+
+    coeff = result.coeff if coeff is None else float(coeff)
+    sig = result.schedule(int(n_steps), coeff)
+    fine = _p2_np(result.fine_grid)
+    idx = [int(np.argmin(np.abs(fine - float(s)))) for s in sig]
+    C = _p2_np(result.cost).copy()
+    N = C.shape[0]
+    fig = new_figure(fig, (10.0, 4.2))
+    ax = fig.add_subplot(1, 2, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shown = np.where(np.isfinite(C) & (C > 0), np.log10(np.where(C > 0, C, 1.0)), np.nan)
+    im = ax.imshow(shown, origin="upper", cmap="viridis", extent=(-0.5, N - 0.5, N - 0.5, -0.5))
+    fig.colorbar(im, ax=ax, label=r"$\log_{10} C_{ij}$ (data units)")
+    ax.plot(idx[1:], idx[:-1], "o-", color=OKABE_ITO[3], ms=5, label="chosen jumps $(i_m, i_{m+1})$")
+    ax.set_xlabel("to fine level j")
+    ax.set_ylabel("from fine level i")
+    ax.set_title(f"cost matrix; path cost {path_cost(result.cost, idx, coeff):.3g} (coeff {coeff:.2f})", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.plot(range(len(sig)), _p2_np(sig), "o-", color=OKABE_ITO[3], label=f"GITS ({n_steps} steps)")
+    for k, (lab, make) in enumerate((compare or {}).items()):
+        g = _p2_np(make(int(n_steps)))
+        g = g[g > 0]
+        ax2.plot(range(len(g)), g, "s--", ms=4, color=OKABE_ITO[k % 3], label=lab)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step index i")
+    ax2.set_ylabel(r"noise level $\sigma_i$")
+    ax2.set_title("the schedules", fontsize=10)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["draw_fd_step", "draw_error_vs_nfe", "draw_gits"]

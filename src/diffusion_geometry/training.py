@@ -45,14 +45,18 @@ from .denoisers import EDMPrecond
 __all__ = ["edm_loss", "ema_update", "ema_decay_at", "lr_at", "train", "training_data", "run", "main"]
 
 P_MEAN, P_STD = -1.2, 1.2
+SIGMA_RANGE = (0.002, 80.0)
 
 
 def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator | None = None,
-             p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
+             p_mean: float = P_MEAN, p_std: float = P_STD, p_uniform: float = 0.0,
+             sigma_range: tuple[float, float] = SIGMA_RANGE) -> torch.Tensor:
     r"""The EDM loss of a batch ``y`` (a 0-d tensor): :math:`\operatorname{mean}\,\lambda(\sigma)(D_\theta(y+n;\sigma)-y)^2`.
 
     :math:`\ln\sigma \sim N(p_\text{mean}, p_\text{std}^2)` per sample, :math:`n = \sigma\varepsilon`,
     :math:`\lambda(\sigma) = (\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2` with ``sigma_data`` of ``model``.
+    With ``p_uniform > 0`` that fraction of the samples (in expectation) draws :math:`\ln\sigma`
+    uniformly on ``log(sigma_range)`` instead (see :func:`train`); ``p_uniform = 0`` is EDM exactly.
     Random numbers come from ``generator`` (on ``y``'s device) when given.
     """
     if not isinstance(model, EDMPrecond):
@@ -61,8 +65,18 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
         raise ValueError("y must be a non-empty batch tensor of shape (batch, ...)")
     if not p_std > 0:
         raise ValueError(f"p_std must be positive, got {p_std}")
+    if not 0.0 <= p_uniform <= 1.0:
+        raise ValueError(f"p_uniform must lie in [0, 1], got {p_uniform}")
+    lo, hi = sigma_range
+    if not 0 < lo < hi:
+        raise ValueError(f"sigma_range must satisfy 0 < low < high, got {sigma_range}")
     opts = dict(dtype=y.dtype, device=y.device, generator=generator)
-    sigma = (torch.randn(y.shape[0], **opts) * p_std + p_mean).exp()
+    ln_sigma = torch.randn(y.shape[0], **opts) * p_std + p_mean
+    if p_uniform > 0:
+        pick = torch.rand(y.shape[0], **opts) < p_uniform
+        ln_uniform = math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(y.shape[0], **opts)
+        ln_sigma = torch.where(pick, ln_uniform, ln_sigma)
+    sigma = ln_sigma.exp()
     noise = torch.randn(y.shape, **opts)
     s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
     sd = model.sigma_data
@@ -96,6 +110,9 @@ def lr_at(step: int, lr: float, warmup: int) -> float:
     return lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
 
 
+_RUN_KEYS = ("seed", "batch_size", "lr", "warmup", "ema_decay", "n_data", "p_uniform")
+
+
 def _batch_indices(n: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
     """The data indices of ``step``: consecutive slices of one seeded permutation per epoch.
 
@@ -110,7 +127,7 @@ def _batch_indices(n: int, step: int, batch_size: int, seed: int) -> torch.Tenso
 
 def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int = 128,
           lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0, warmup: int = 200,
-          grad_clip: float | None = 1.0, progress: bool = True, state_path=None,
+          p_uniform: float = 0.1, grad_clip: float | None = 1.0, progress: bool = True, state_path=None,
           save_every: int = 500, resume: bool = True, device=None, log_every: int = 1):
     r"""Train ``model`` (in place) on ``data`` with the EDM loss; return ``(ema_model, history)``.
 
@@ -122,6 +139,12 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     batch_size, lr, warmup : Adam on batches of ``batch_size``; linear warm-up over ``warmup`` steps.
     ema_decay : the EMA decay :math:`\beta` (with the warm-up :func:`ema_decay_at`).
     seed : seeds batches, noise levels and noise (initial weights come from ``build_model(seed=)``).
+    p_uniform : fraction of noise levels drawn log-uniformly on [0.002, 80] instead of from EDM's
+        log-normal (:func:`edm_loss`). The log-normal puts about 2e-4 of its mass above
+        :math:`\sigma = 20`, where every sampler starts; a small network trained for minutes then
+        never learns that range (measured on digits after 1,000 steps with ``p_uniform=0``: its
+        denoiser at :math:`\sigma = 80` misses the optimal one by 29%). Any noise-level
+        distribution has the same minimiser, the posterior mean, at every sigma it covers.
     grad_clip : clip the gradient norm to this value (``None``: no clipping).
     progress : show a tqdm progress bar with the running loss.
     state_path : a file for the full training state (model, EMA, optimiser, RNG, history), written
@@ -152,6 +175,8 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         raise ValueError(f"lr must be positive, got {lr}")
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
+    if not 0.0 <= p_uniform <= 1.0:
+        raise ValueError(f"p_uniform must lie in [0, 1], got {p_uniform}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
 
@@ -164,6 +189,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     gen = torch.Generator(device=device).manual_seed(seed)
     history = {"step": [], "loss": []}
     start = 0
+    run_settings = {"seed": seed, "batch_size": batch_size, "lr": float(lr), "warmup": warmup,
+                    "ema_decay": float(ema_decay), "n_data": int(data.shape[0]),
+                    "p_uniform": float(p_uniform)}
     if state_path is not None and resume and Path(state_path).is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -171,6 +199,13 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"].cpu())
         start = int(state["step"])
+        saved = {k: state[k].item() for k in _RUN_KEYS if k in state}
+        wanted = {k: v for k, v in run_settings.items() if k in saved}
+        if any(saved[k] != wanted[k] for k in saved):
+            raise ValueError(f"{state_path} was written by a run with other settings {saved}; "
+                             f"this run has {wanted} (delete the file or pass resume=False)")
+        if start > steps:
+            raise ValueError(f"{state_path} is at step {start}, beyond steps={steps}")
         history = {"step": state["hist_step"].tolist(), "loss": state["hist_loss"].tolist()}
 
     def save_state(step: int) -> None:
@@ -178,6 +213,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
             return
         payload = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                    "rng": gen.get_state(), "step": step,
+                   **{k: torch.tensor(v, dtype=torch.float64) for k, v in run_settings.items()},
                    "hist_step": torch.tensor(history["step"], dtype=torch.long),
                    "hist_loss": torch.tensor(history["loss"], dtype=torch.float64)}
         tmp = Path(str(state_path) + ".tmp")
@@ -198,7 +234,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         idx = _batch_indices(data.shape[0], step, batch_size, seed).to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, lr, warmup)
-        loss = edm_loss(model, data[idx], generator=gen)
+        loss = edm_loss(model, data[idx], generator=gen, p_uniform=p_uniform)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
@@ -261,6 +297,8 @@ def run(argv=None) -> str:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
     p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--p-uniform", type=float, default=0.1,
+                   help="fraction of noise levels drawn log-uniformly on [0.002, 80]")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the training run")
     p.add_argument("--n-data", type=int, default=None, help="use only the first N training points")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -284,12 +322,12 @@ def run(argv=None) -> str:
     print(f"{args.model}: {count_parameters(model):,} parameters, {data.shape[0]:,} training points "
           f"of shape {tuple(data.shape[1:])}, {torch.get_num_threads()} threads", flush=True)
     ema, hist = train(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      ema_decay=args.ema_decay, seed=args.seed, warmup=args.warmup,
+                      ema_decay=args.ema_decay, seed=args.seed, warmup=args.warmup, p_uniform=args.p_uniform,
                       progress=not args.no_progress, state_path=state, save_every=args.save_every,
                       device=args.device)
     tail = hist["loss"][-min(200, len(hist["loss"])):]
     meta = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "warmup": args.warmup, "ema_decay": args.ema_decay, "seed": args.seed,
+            "warmup": args.warmup, "ema_decay": args.ema_decay, "p_uniform": args.p_uniform, "seed": args.seed,
             "n_data": int(data.shape[0]), "threads": torch.get_num_threads(), "device": args.device,
             "seconds": round(hist["seconds"], 1), "resumed_from": hist["resumed_from"],
             "images_per_second": round(hist["images_per_second"], 1),

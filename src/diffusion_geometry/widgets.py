@@ -36,7 +36,7 @@ def interact(draw: Callable, **controls):
             display(fig)
 
     ui = ipywidgets.interactive(update, **controls)
-    update(**{k: w.value for k, w in zip(controls, ui.children) if hasattr(w, "value")})
+    update(**ui.kwargs)  # all current values, including ipywidgets.fixed ones (which have no child widget)
     return ipywidgets.VBox([ui, out])
 
 
