@@ -60,7 +60,7 @@ except ImportError:  # a bare machine with PyTorch: use the source tree
 import torch
 
 from diffusion_geometry import imaging, metrics
-from diffusion_geometry.generate import GPU_RESULTS_PATH, load_denoiser
+from diffusion_geometry.generate import GPU_RESULTS_PATH, load_denoiser, model_sha256
 
 SAMPLERS = {"Euler": "euler", "Heun": "heun", "DPM-Solver-2": "dpm_solver_2",
             "DPM-Solver++(2M)": "dpm_solver_pp_2m", "iPNDM": "ipndm", "DEIS": "deis"}
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         "command": "python benchmarks/gpu_profile.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "quick": q, "torch": torch.__version__, "n": n,
         "model": {"name": args.model, "parameters": sum(p.numel() for p in denoiser.parameters()),
-                  "sha256": _model_sha(args.model)},
+                  "sha256": model_sha256(args.model)},
     }
 
     with timed("calibration"):
@@ -225,14 +225,6 @@ def _fid_installed() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _model_sha(model: str) -> str:
-    from diffusion_geometry.checkpoints import manifest, sha256_file
-
-    if os.path.isfile(model):
-        return sha256_file(model)
-    return manifest()[model]["sha256"]
 
 
 def _train_and_measure(args, device, x_T, batch, fd_of) -> dict:

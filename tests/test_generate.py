@@ -121,6 +121,9 @@ def test_load_denoiser_and_results_file(tiny_ckpt, tmp_path):
     assert den(torch.zeros(2, 1, 28, 28), 1.0).shape == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="unknown model"):
         G.load_denoiser("no_such_model")
+    from diffusion_geometry.checkpoints import sha256_file
+
+    assert G.model_sha256(str(tiny_ckpt)) == sha256_file(tiny_ckpt)
     assert G.load_gpu_results(tmp_path / "absent.json") is None
     quick = tmp_path / "quick.json"
     quick.write_text(json.dumps({"device": "cpu", "date": "today", "command": "x", "quick": True}))

@@ -103,6 +103,8 @@ def test_build_model_rejects_bad_configs():
         nets.build_model({"kind": "unet", "image_size": -1})
     with pytest.raises(TypeError):
         nets.build_model(3)
+    with pytest.raises(ValueError, match="image_size"):
+        nets.sample_shape({"kind": "unet", "channels": [8]})
 
 
 def test_networks_reject_bad_inputs():

@@ -13,7 +13,7 @@ writes into ``--out``:
 * ``run.json`` -- the settings and the noise grid (written first; a resumed run must match it);
 * ``shards/shard_NNNNN.npz`` -- finished shards (resumable: a restarted run skips them);
 * ``samples.npz`` -- ``images`` (uint8, ``(N, C, H, W)``, 0..255) and ``seeds`` (one per sample);
-* ``grid.png`` -- the first 100 images;
+* ``grid.png`` -- the first 100 images, 10 per row;
 * ``report.json`` -- settings, NFE, wall time, device, and for Fashion-MNIST-shaped images the
   classifier FD against the test set, train-vs-test FD at the same N for calibration,
   precision/recall (:mod:`diffusion_geometry.metrics`) and the Inception FID when
@@ -58,6 +58,7 @@ __all__ = [
     "SCHEDULES",
     "load_gpu_results",
     "load_denoiser",
+    "model_sha256",
     "sample_seed",
     "initial_noise",
     "make_sigmas",
@@ -118,6 +119,15 @@ def load_denoiser(model: str, device=None):
             raise ValueError(f"unknown model {model!r}: not a file and not a shipped model {names}")
         net = load_pretrained(model)
     return net.to(device if device is not None else "cpu"), tuple(sample_shape(net.config))
+
+
+def model_sha256(model: str) -> str:
+    """SHA-256 of a checkpoint file, or the manifest's digest of a shipped model name."""
+    from .checkpoints import manifest, sha256_file
+
+    if os.path.isfile(model):
+        return sha256_file(model)
+    return manifest()[model]["sha256"]
 
 
 def sample_seed(seed: int, index: int, stream: int = 0) -> int:
@@ -385,7 +395,8 @@ def main(argv=None) -> int:
         denoiser, shape = load_denoiser(args.model, device)
         opts = dict(args.opt)
         _sampler_fn(args.sampler)
-        settings = {"model": args.model, "n": args.n, "sampler": args.sampler, "sampler_opts": opts,
+        settings = {"model": args.model, "model_sha256": model_sha256(args.model), "n": args.n,
+                    "sampler": args.sampler, "sampler_opts": opts,
                     "steps": args.steps, "schedule": args.schedule, "rho": args.rho,
                     "sigma_min": args.sigma_min, "sigma_max": args.sigma_max,
                     "append_zero": args.append_zero, "explicit_sigmas": args.sigmas, "warmup": args.warmup,
@@ -472,6 +483,8 @@ def _finish(args, out: Path, ranges, sigmas, settings, world, device, wall, argv
     images = np.concatenate(images)
     _atomic_write(out / "samples.npz", lambda fh: np.savez_compressed(fh, images=images, seeds=np.concatenate(seeds)))
     grid = image_grid(torch.from_numpy(images[:100]).float() / 127.5 - 1, nrow=10)
+    scale = max(1, 28 // images.shape[-1])  # small images (digits 8x8) are enlarged for viewing
+    grid = np.kron(grid, np.ones((scale, scale) + (1,) * (grid.ndim - 2)))
     matplotlib.image.imsave(out / "grid.png", grid, cmap="gray", vmin=0.0, vmax=1.0)
     cmd = argv if argv is not None else sys.argv[1:]
     launcher = f"torchrun --standalone --nproc_per_node={world}" if world > 1 else "python"

@@ -11,8 +11,8 @@ Table 1), so the denoiser is
   embedding added to every block.
 * :class:`UNet` -- for small images (digits 8x8, Fashion-MNIST 28x28): a U-Net in the style of
   DDPM/EDM (Ho et al. 2020; Karras et al. 2022) reduced to what a CPU trains in an hour:
-  GroupNorm + SiLU residual blocks, the noise embedding added per block, one skip connection per
-  resolution, no attention.
+  GroupNorm + SiLU residual blocks, the noise embedding added per block, skip connections from every
+  encoder stage, no attention.
 
 Both embed :math:`c_\text{noise}` with fixed Fourier features
 :math:`[\cos 2\pi f_k c, \sin 2\pi f_k c]`, :math:`f_k` geometric in ``[1/16, 2]`` cycles per unit
