@@ -162,6 +162,12 @@ def test_public_functions_reject_bad_arguments():
         metrics.calibration_table(1)
     with pytest.raises(ValueError, match="std"):
         metrics.add_noise(torch.zeros(2, 28, 28), -0.1)
+    with pytest.raises(ValueError, match="split"):
+        metrics.reference_features("validation")
+    with pytest.raises(SystemExit):  # the command needs exactly one action
+        metrics.main([])
+    with pytest.raises(SystemExit):
+        metrics.main(["--train-classifier"])  # ... and --out
 
 
 def test_gaussian_blur_matches_scipy():

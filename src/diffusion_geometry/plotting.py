@@ -1249,14 +1249,20 @@ def draw_error_vs_nfe(*, fig=None, rows, methods=None, schedules=None, loglog=Fa
             lab = m if len(schedules) == 1 else f"{m} / {s}"
             if suffix and m in suffix:
                 lab += f" {suffix[m]}"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[j % len(styles)], marker="o", ms=3,
+            marker = "o" if i < len(OKABE_ITO) else "s"  # a ninth method reuses a colour with another marker
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[j % len(styles)], marker=marker, ms=3,
                     color=OKABE_ITO[i % len(OKABE_ITO)], label=lab)
             drawn += 1
     if drawn == 0:
         raise ValueError("no rows match the chosen methods and schedules")
     ax.set_yscale("log")
     if loglog:
+        from matplotlib.ticker import NullLocator, ScalarFormatter
+
         ax.set_xscale("log")
+        ax.set_xticks(sorted({r["nfe"] for r in rows if r["method"] in methods}))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("NFE (denoiser evaluations per sample)")
     ax.set_ylabel("mean L2 error to the reference (data units)")
     ax.set_title(title, fontsize=10)

@@ -10,6 +10,10 @@ receives a dict with ``i``, ``sigma``, ``sigma_next``, ``x`` (the point at ``sig
 
 Each update can be written as the Euler step with an *effective* denoiser output (Chen et al. 2023,
 §4): :math:`x_{n+1} = \frac{\sigma_{n+1}}{\sigma_n} x_n + \big(1 - \frac{\sigma_{n+1}}{\sigma_n}\big) D_\text{eff}`.
+
+Part II additions: :func:`deis` (DEIS-tAB in VE form), :func:`amed` (the AMED step with given
+per-step parameters, fitted by :mod:`diffusion_geometry.amed`), ODE-Jump (:func:`jump_sigmas`,
+:func:`ode_jump`), and the analytical first step (``afs=True`` on every sampler, :func:`afs_denoised`).
 """
 from __future__ import annotations
 
