@@ -145,3 +145,15 @@ def test_gits_bad_input():
         gits.gits_sigmas(gm, x, 0)
     with pytest.raises(ValueError, match="x_warmup must be a tensor"):
         gits.gits_sigmas(gm, x[0], 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_gits_on_cuda_matches_cpu():
+    gm, x, _ = _teacher()
+    gm_cuda = dg.GaussianMixture(gm.means.cuda(), gm.covariances.cuda())
+    fine = dg.edm_sigmas(20)
+    cpu = gits.gits_sigmas(gm, x, 5, fine_grid=fine, return_details=True)
+    gpu = gits.gits_sigmas(gm_cuda, x.cuda(), 5, fine_grid=fine, return_details=True)
+    assert gpu.cost.device.type == "cpu"
+    assert torch.allclose(gpu.cost, cpu.cost, rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert gpu.indices == cpu.indices

@@ -208,3 +208,15 @@ def test_amed_bad_input():
         samplers.amed(GM, X_T, sig, r=0.0)
     with pytest.raises(ValueError, match="every c must be positive"):
         samplers.amed(GM, X_T, sig, c=[1.0, -1.0, 1.0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("name", ["deis", "amed"])
+def test_new_samplers_on_cuda(name):
+    gm_cuda = dg.GaussianMixture(GM.means.cuda(), GM.covariances.cuda())
+    sig = dg.edm_sigmas(6)
+    out = samplers.SAMPLERS[name](gm_cuda, X_T.cuda(), sig, afs=True)
+    assert out.device.type == "cuda"
+    assert torch.allclose(out.cpu(), samplers.SAMPLERS[name](GM, X_T, sig, afs=True), atol=1e-9)
+    jump = samplers.ode_jump(gm_cuda, X_T.cuda(), sig, k=3, method=name)
+    assert torch.allclose(jump.cpu(), samplers.ode_jump(GM, X_T, sig, k=3, method=name), atol=1e-9)

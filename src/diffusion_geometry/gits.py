@@ -53,7 +53,7 @@ def gits_cost_matrix(sigmas, points: torch.Tensor, directions: torch.Tensor, *, 
     directions : ``(N - 1, B, ...)`` (or ``(N, B, ...)``) teacher directions :math:`\varepsilon_i`.
     metric : ``"l2"`` or ``"dev"`` (see the module docstring).
 
-    Returns an ``(N, N)`` float64 tensor.
+    Returns an ``(N, N)`` float64 tensor on the CPU (the points may live on any device).
     """
     sigmas = check_sigmas(sigmas)
     if metric not in METRICS:
@@ -70,10 +70,10 @@ def gits_cost_matrix(sigmas, points: torch.Tensor, directions: torch.Tensor, *, 
     B = points.shape[1]
     p = points.reshape(N, B, -1).to(torch.float64)
     e = directions.reshape(directions.shape[0], B, -1).to(torch.float64)
-    s = sigmas.to(torch.float64)
+    s = sigmas.to(device=p.device, dtype=torch.float64)  # the teacher may run on a GPU
     if metric == "dev":
         dev_teacher = _chord_deviation(p, p[0], p[-1])  # (N, B)
-    C = torch.full((N, N), float("inf"), dtype=torch.float64)
+    C = torch.full((N, N), float("inf"), dtype=torch.float64, device=p.device)
     for i in range(N - 1):
         steps = (s[i + 1:] - s[i]).reshape(-1, 1, 1)  # (N-1-i, 1, 1)
         jumps = p[i][None] + steps * e[i][None]  # (N-1-i, B, d)
@@ -81,7 +81,7 @@ def gits_cost_matrix(sigmas, points: torch.Tensor, directions: torch.Tensor, *, 
             C[i, i + 1:] = (jumps - p[i + 1:]).norm(dim=-1).mean(-1)
         else:
             C[i, i + 1:] = (_chord_deviation(jumps, p[0], p[-1]) - dev_teacher[i + 1:]).mean(-1)
-    return C
+    return C.cpu()
 
 
 def path_cost(cost: torch.Tensor, path, coeff: float = 1.15) -> float:

@@ -1183,8 +1183,11 @@ def draw_fd_step(*, fig=None, r=0.5, cases, data=None):
     import numpy as np
 
     c = cases[key]
-    flat = {k: _p2_np(c[k]).reshape(-1, 2)[0] if k not in ("path_x", "path_den") else _p2_np(c[k]).reshape(len(_p2_np(c[k])), -1)[:, :2]
-            for k in ("x", "den", "x_mid", "den_mid", "d_eff", "x_next", "x_exact", "d_eff_exact", "path_x", "path_den")}
+    flat = {k: _p2_np(c[k]).reshape(-1, 2)[0]  # the first trajectory's point
+            for k in ("x", "den", "x_mid", "den_mid", "d_eff", "x_next", "x_exact", "d_eff_exact")}
+    for k in ("path_x", "path_den"):  # (n_path, batch, 2) -> the first trajectory's curve
+        arr = _p2_np(c[k])
+        flat[k] = arr.reshape(arr.shape[0], -1)[:, :2]
     fig = new_figure(fig, (8.0, 4.8))
     ax = fig.add_subplot(1, 1, 1)
     if data is not None:
