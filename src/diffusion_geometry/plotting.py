@@ -1123,7 +1123,8 @@ def draw_denoiser_fields(*, fig=None, sigma: float = 1.0, learned, kde, resoluti
 def draw_samples_vs_training(*, fig=None, panels):
     """Small multiples of 2-D point clouds: ``panels`` maps a title to ``(train (N, 2), samples (M, 2))``.
 
-    Training points in black, samples in blue, on shared axes.
+    Training points in black (under the samples when there are 200 or more), samples in blue, on
+    shared axes.
     """
     if not isinstance(panels, dict) or not panels:
         raise ValueError("panels must be a non-empty dict title -> (train, samples)")
@@ -1138,8 +1139,10 @@ def draw_samples_vs_training(*, fig=None, panels):
                 raise ValueError(f"panels[{title!r}] {name} must have shape (n, 2), got {arr.shape}")
         ax = fig.add_subplot(1, len(panels), k + 1, sharex=first, sharey=first)
         first = first or ax
-        ax.scatter(sm[:, 0], sm[:, 1], s=4, color=OKABE_ITO[0], alpha=0.5, label="samples")
-        ax.scatter(tr[:, 0], tr[:, 1], s=10 if len(tr) < 200 else 2, color="k", label="training set")
+        big = len(tr) >= 200  # a large training set goes under the samples, a small one on top
+        ax.scatter(sm[:, 0], sm[:, 1], s=4, color=OKABE_ITO[0], alpha=0.5, zorder=2, label="samples")
+        ax.scatter(tr[:, 0], tr[:, 1], s=1.5 if big else 10, color="k", alpha=0.6 if big else 1.0,
+                   zorder=1 if big else 3, label="training set")
         ax.set_aspect("equal")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("$x_1$ (data units)")
