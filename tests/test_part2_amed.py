@@ -11,12 +11,7 @@ F64 = torch.float64
 GM = dg.datasets.mixture_2d()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def test_refine_sigmas_keeps_the_coarse_levels_and_splits_geometrically():

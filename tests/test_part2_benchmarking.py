@@ -17,12 +17,7 @@ X_T = 80 * torch.randn(6, 2, generator=torch.Generator().manual_seed(11), dtype=
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def test_ode_reference_agrees_with_a_multistep_solver():

@@ -14,12 +14,7 @@ GM = dg.datasets.mixture_2d()
 X_T = 80 * torch.randn(16, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 CASES = [
     ("euler", {}),

@@ -16,12 +16,7 @@ ONE_EVAL = ("euler", "dpm_solver_pp_2m", "ipndm", "deis")
 TWO_EVAL = ("heun", "dpm_solver_2", "amed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -308,3 +308,17 @@ def test_draw_fd_vs_nfe_nn_distances_and_schedules():
         plotting.draw_nn_distances(groups={"a": torch.zeros(3)})
     fig = plotting.draw_schedules(grids={"rho=7": dg.edm_sigmas(5), "zero": dg.append_zero(dg.edm_sigmas(5))})
     assert len(fig.axes[0].get_lines()[1].get_ydata()) == 6  # the trailing 0 is not drawn
+
+
+def test_draw_schedule_comparison_one_panel_per_sampler():
+    res = {("Euler", "rho=7"): ([5, 8], [300.0, 200.0]), ("Euler", "GITS"): ([5, 8], [250.0, 190.0]),
+           ("iPNDM", "rho=7"): ([5, 8], [200.0, 130.0])}
+    fig = plotting.draw_schedule_comparison(results=res, floor=70.0)
+    assert len(fig.axes) == 2
+    assert [ax.get_title() for ax in fig.axes] == ["Euler", "iPNDM"]
+    assert list(fig.axes[0].get_lines()[1].get_ydata()) == [250.0, 190.0]
+    assert [t for t in fig.axes[0].get_xticks()] == [5, 8]
+    with pytest.raises(ValueError, match="pairs"):
+        plotting.draw_schedule_comparison(results={"Euler": ([5], [1.0])})
+    with pytest.raises(ValueError):
+        plotting.draw_schedule_comparison(results={("Euler", "a"): ([5, 8], [1.0])})

@@ -215,6 +215,9 @@ CONFIGS: dict[str, dict] = {
                     "blocks": 1, "emb_dim": 64, "groups": 8, "sigma_data": 0.5},
     "fashion_unet": {"kind": "unet", "in_channels": 1, "image_size": 28, "channels": [16, 32, 64],
                      "blocks": 1, "emb_dim": 64, "groups": 8, "sigma_data": 0.5},
+    # the GPU profile's larger U-Net (14.2 M parameters; not shipped: benchmarks/gpu_profile.py --train-steps)
+    "fashion_unet_large": {"kind": "unet", "in_channels": 1, "image_size": 28, "channels": [64, 128, 256],
+                           "blocks": 2, "emb_dim": 256, "groups": 8, "sigma_data": 0.5},
 }
 """Named model configs (the ``--model`` choices of the training command)."""
 

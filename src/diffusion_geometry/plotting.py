@@ -428,6 +428,11 @@ def draw_fd_per_step(*, fig=None, sigmas, curves, target=None):
         ax.axhline(target, ls="--", color="0.4", lw=1, label=f"target FD {target:.3g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.invert_xaxis()
     ax.set_xlabel(r"noise level $\sigma$ of the step")
     ax.set_ylabel("FD to the test set (classifier features)")
@@ -503,6 +508,30 @@ def draw_trajectory_step(*, fig=None, step, sigmas, x, denoised, coords, label="
     return fig
 
 
+def _p4_nfe_axes(ax, all_nfe, floor, floor_label):
+    """Log-log FD-against-NFE axes with plain-number ticks at the budgets used."""
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    if floor is not None:
+        ax.axhline(floor, ls=":", color="0.3", lw=1.2, label=f"{floor_label} ({floor:.3g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = np.unique(np.concatenate(all_nfe))
+    if len(ticks) > 12:
+        nice = np.array([1, 2, 3, 5, 7, 10, 15, 20, 35, 50, 100])
+        ticks = nice[(nice >= ticks.min()) & (nice <= ticks.max())]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for axis in (ax.yaxis,):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xlabel("NFE (denoiser evaluations per sample)")
+    ax.set_ylabel("FD to the test set (classifier features)")
+
+
 def draw_fd_vs_nfe(*, fig=None, results, floor=None, floor_label="train vs test", title="Sample quality against NFE"):
     """FD against NFE (log-log), one line per sampler/schedule.
 
@@ -513,21 +542,51 @@ def draw_fd_vs_nfe(*, fig=None, results, floor=None, floor_label="train vs test"
     fig = new_figure(fig, (7.2, 4.6))
     ax = fig.add_subplot(1, 1, 1)
     markers = "os^vD<>ph*"
+    all_nfe = []
     for k, (label, (nfe, vals)) in enumerate(results.items()):
         nfe, vals = _p4_np(nfe), _p4_np(vals)
         if nfe.shape != vals.shape:
             raise ValueError(f"{label}: {nfe.shape} NFE values but {vals.shape} FD values")
+        all_nfe.append(nfe)
         ls = "-" if k < len(OKABE_ITO) else "--"
         ax.plot(nfe, vals, ls, marker=markers[k % len(markers)], ms=4,
                 color=OKABE_ITO[k % len(OKABE_ITO)], label=label)
-    if floor is not None:
-        ax.axhline(floor, ls=":", color="0.3", lw=1.2, label=f"{floor_label} ({floor:.3g})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("NFE (denoiser evaluations per sample)")
-    ax.set_ylabel("FD to the test set (classifier features)")
+    _p4_nfe_axes(ax, all_nfe, floor, floor_label)
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def draw_schedule_comparison(*, fig=None, results, floor=None, floor_label="train vs test"):
+    """FD against NFE for several samplers and schedules: one panel per sampler, one colour per schedule.
+
+    ``results``: ``(sampler, schedule)`` -> ``(nfe values, FD values)``; all panels share the y axis.
+    """
+    results = _p4_check(results, "results")
+    if not all(isinstance(k, tuple) and len(k) == 2 for k in results):
+        raise ValueError("results keys must be (sampler, schedule) pairs")
+    samplers = list(dict.fromkeys(k[0] for k in results))
+    schedules = list(dict.fromkeys(k[1] for k in results))
+    fig = new_figure(fig, (4.0 * len(samplers), 3.8))
+    axes = fig.subplots(1, len(samplers), sharey=True, squeeze=False)[0]
+    markers = "os^vD<>ph*"
+    for ax, sampler in zip(axes, samplers):
+        all_nfe = []
+        for j, sched in enumerate(schedules):
+            if (sampler, sched) not in results:
+                continue
+            nfe, vals = (_p4_np(v) for v in results[(sampler, sched)])
+            if nfe.shape != vals.shape:
+                raise ValueError(f"{sampler}, {sched}: {nfe.shape} NFE values but {vals.shape} FD values")
+            all_nfe.append(nfe)
+            ax.plot(nfe, vals, "-", marker=markers[j % len(markers)], ms=4, color=OKABE_ITO[j % len(OKABE_ITO)],
+                    label=sched)
+        _p4_nfe_axes(ax, all_nfe, floor, floor_label)
+        ax.set_title(sampler)
+        if ax is not axes[0]:
+            ax.set_ylabel("")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -571,6 +630,7 @@ __all__ += [
     "draw_norms_vs_sigma", "draw_chord_statistics", "draw_cosine_to_end", "draw_trajectory_pca",
     "draw_boomerang", "draw_image_rows", "draw_fd_per_step", "draw_nn_distances",
     "draw_trajectory_step", "draw_fd_vs_nfe", "draw_samples_at_nfe", "draw_schedules",
+    "draw_schedule_comparison",
 ]
 
 

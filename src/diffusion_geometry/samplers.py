@@ -216,6 +216,17 @@ def ipndm(denoiser, x, sigmas, *, order: int = 4, callback: Callback = None, afs
     evaluation by :func:`afs_denoised`."""
     if order not in IPNDM_COEFFICIENTS:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
+
+    def step(s, i, history):
+        return (s[i + 1] - s[i]) * sum(c * e for c, e in zip(IPNDM_COEFFICIENTS[len(history)], history))
+
+    return _multistep(denoiser, x, sigmas, order, step, callback, afs)
+
+
+def _multistep(denoiser, x, sigmas, order, step, callback, afs):
+    """The loop shared by the one-evaluation multistep samplers (iPNDM, DEIS): one evaluation per step,
+    the last ``order`` directions kept newest first, and ``x_{n+1} = x_n + step(s, n, history)``;
+    a step to 0 is an Euler step (it outputs the denoiser's estimate)."""
     afs = _check_afs(afs)
     s = _prepare(denoiser, x, sigmas)
     history: list[torch.Tensor] = []
@@ -224,11 +235,7 @@ def ipndm(denoiser, x, sigmas, *, order: int = 4, callback: Callback = None, afs
         _report(callback, i, sig, sig_next, x, den)
         history.insert(0, to_d(x, sig, den))
         del history[order:]
-        if sig_next == 0:
-            x = den
-            continue
-        coeffs = IPNDM_COEFFICIENTS[len(history)]
-        x = x + (sig_next - sig) * sum(c * e for c, e in zip(coeffs, history))
+        x = den if sig_next == 0 else x + step(s, i, history)
     return x
 
 
@@ -284,20 +291,11 @@ def deis(denoiser, x, sigmas, *, order: int = 3, callback: Callback = None, afs:
     """
     if order not in (1, 2, 3, 4):
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
-    afs = _check_afs(afs)
-    s = _prepare(denoiser, x, sigmas)
-    history: list[torch.Tensor] = []
-    for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
-        den = _denoise(denoiser, x, sig, afs and i == 0)
-        _report(callback, i, sig, sig_next, x, den)
-        history.insert(0, to_d(x, sig, den))
-        del history[order:]
-        if sig_next == 0:
-            x = den
-            continue
-        coeffs = deis_coefficients(s[i::-1][: len(history)], sig_next)
-        x = x + sum(c * e for c, e in zip(coeffs, history))
-    return x
+
+    def step(s, i, history):
+        return sum(c * e for c, e in zip(deis_coefficients(s[i::-1][: len(history)], s[i + 1]), history))
+
+    return _multistep(denoiser, x, sigmas, order, step, callback, afs)
 
 
 def _per_step(value, n_steps: int, name: str, fill: float, ends_at_zero: bool) -> list[float]:
