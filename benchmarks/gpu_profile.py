@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         x_T = (80 * torch.randn(n, *shape, generator=torch.Generator().manual_seed(10))).to(device)
 
     def fd_of(images) -> float:
-        return metrics.frechet_distance(metrics.features(images, device=device), ref)
+        return metrics.fd_to_test(images, device=device)
 
     def run(method, nfe, **kw):
         return imaging.sample_at_nfe(denoiser, x_T, method, nfe, batch_size=batch, **kw).samples

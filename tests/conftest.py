@@ -33,3 +33,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def close_figures():
+    """Close every matplotlib figure the test opened (the plotting test modules use it)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

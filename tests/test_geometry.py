@@ -63,6 +63,8 @@ def test_planar_arc_deviation_is_the_sagitta_profile():
     assert math.isclose(dev.max().item(), R * (1 - math.cos(theta)), rel_tol=1e-13)
     assert dev.argmax().item() == len(phi) // 2
     assert math.isclose(geo.chord_length(p).item(), 2 * R * math.sin(theta), rel_tol=1e-13)
+    # relative to the chord: sagitta / chord = (1 - cos theta) / (2 sin theta) = tan(theta / 2) / 2
+    assert math.isclose(geo.relative_chord_deviation(p).item(), math.tan(theta / 2) / 2, rel_tol=1e-13)
 
 
 def test_planar_arc_pca_and_boomerang():
@@ -146,7 +148,7 @@ def test_float32_and_device_are_preserved():
 
 
 @pytest.mark.parametrize("fn", [geo.norms, geo.chord_deviation, geo.chord_length, geo.distance_to_end,
-                                geo.trajectory_pca, geo.boomerang_projection])
+                                geo.trajectory_pca, geo.boomerang_projection, geo.relative_chord_deviation])
 def test_points_must_be_T_batch_features(fn):
     with pytest.raises(ValueError, match=r"must have shape \(T, batch, ...\)"):
         fn(torch.zeros(5, 3))

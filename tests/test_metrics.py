@@ -307,3 +307,11 @@ def test_shipped_fd_orders_corruptions(fashion):
     assert clean < 1.5 * held_out  # training images look like test images to the metric
     assert clean < blurred[0] < blurred[1]
     assert clean < noised[0] < noised[1]
+
+
+def test_fd_to_test_is_the_fd_to_the_whole_test_set(fashion):
+    (xtr, _), _ = fashion
+    a = xtr[:300]
+    expect = metrics.frechet_distance(metrics.features(a), metrics.reference_features("test"))
+    assert metrics.fd_to_test(a) == expect
+    assert metrics.fd_to_test(a) == expect  # the cached statistics give the same value

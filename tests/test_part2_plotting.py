@@ -14,10 +14,7 @@ F64 = torch.float64
 GM = dg.datasets.mixture_2d()
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -15,10 +14,7 @@ import diffusion_geometry as dg  # noqa: E402
 from diffusion_geometry.plotting import draw_denoiser, draw_marginal_1d  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")  # tests/conftest.py
 
 
 def _line(ax, label_part):

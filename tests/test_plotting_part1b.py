@@ -17,10 +17,7 @@ import diffusion_geometry as dg  # noqa: E402
 from diffusion_geometry import plotting as P  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

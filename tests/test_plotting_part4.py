@@ -5,7 +5,6 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -14,10 +13,7 @@ import diffusion_geometry as dg  # noqa: E402
 from diffusion_geometry import imaging, plotting  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")  # tests/conftest.py
 
 
 def _images(n=5, c=1, h=4, w=3, seed=0):

@@ -60,6 +60,16 @@ def chord_length(points: torch.Tensor) -> torch.Tensor:
 __all__.append("chord_length")
 
 
+def relative_chord_deviation(points: torch.Tensor) -> torch.Tensor:
+    r"""Largest deviation of each trajectory from its chord, relative to the chord's length, ``(batch,)``:
+    :math:`\max_t \operatorname{dev}(x_t) / \lVert x_\text{end} - x_\text{start}\rVert` -- the number behind
+    "the sampling trajectory is almost straight" (Chen et al. 2023, Observation 1)."""
+    return chord_deviation(points).max(dim=0).values / chord_length(points)
+
+
+__all__.append("relative_chord_deviation")
+
+
 def distance_to_end(points: torch.Tensor) -> torch.Tensor:
     r""":math:`\lVert x_t - x_\text{end}\rVert_2`, ``(T, batch)``."""
     p = _flat(points)

@@ -374,6 +374,19 @@ def frechet_distance(feats_a, feats_b) -> float:
     return frechet_distance_from_stats(*gaussian_stats(a), *gaussian_stats(b))
 
 
+@functools.lru_cache(maxsize=4)
+def _reference_stats(split: str, device: str):
+    return gaussian_stats(_reference_features(split, device))
+
+
+def fd_to_test(images, *, device=None) -> float:
+    """FD of ``images`` to the 10,000 Fashion-MNIST test images in the classifier's features: the
+    book's yardstick. The test set's Gaussian statistics are computed once and cached; the value is
+    ``frechet_distance(features(images), reference_features("test"))``."""
+    mu, cov = _reference_stats("test", str(torch.device(device if device is not None else "cpu")))
+    return frechet_distance_from_stats(*gaussian_stats(features(images, device=device)), mu, cov)
+
+
 def fd(images_a, images_b, *, model: nn.Module | None = None, device=None) -> float:
     """FD between two image sets in the classifier's feature space (see :func:`features`)."""
     return frechet_distance(features(images_a, model=model, device=device),
