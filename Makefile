@@ -7,15 +7,16 @@ STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 BOOK_FLAGS := -W -n --keep-going
 
-.PHONY: setup data book test unit notebooks book-small clean
+.PHONY: setup data book test unit reproducible lock clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# The venv is installed from the lock (every package pinned, with hashes); pip itself is in the lock.
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -34,10 +35,26 @@ book: $(STAMP) data
 # under nbval (lax). pytest runs last so that its summary closes the log.
 test: $(STAMP) data
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test $(BOOK_FLAGS)
+	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test-again $(BOOK_FLAGS)
+	$(BIN)/python tests/compare_builds.py _build/test _build/test-again
 	DG_PROFILE=small $(BIN)/python -m pytest
+
+# Two small-profile builds of this commit give the same numbers (make test does it too).
+reproducible: $(STAMP) data
+	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/repro-a $(BOOK_FLAGS)
+	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/repro-b $(BOOK_FLAGS)
+	$(BIN)/python tests/compare_builds.py _build/repro-a _build/repro-b
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# Regenerate requirements.lock from the direct pins of requirements.txt (README: "Updating the locked
+# environment"). For CPython 3.11 on x86-64 Linux; torch is the CPU build, found in $(TORCH_WHEELS) on
+# this project's machines (or, elsewhere, at PyTorch's CPU index: pass it with UV_EXTRA_INDEX_URL).
+TORCH_WHEELS ?= /opt/wheels
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --generate-hashes --find-links $(TORCH_WHEELS) --custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf _build

@@ -1,5 +1,6 @@
 """Repository hygiene: notebooks are stored without outputs; environment.yml, requirements.txt and
-pyproject.toml pin the same versions."""
+pyproject.toml pin the same versions; requirements.lock pins every package of the venv, with hashes,
+agrees with the direct pins, and is what the venv holds."""
 import json
 import re
 import tomllib
@@ -37,6 +38,34 @@ def _pins(lines) -> dict[str, str]:
 
 def requirements() -> dict[str, str]:
     return _pins((ROOT / "requirements.txt").read_text().splitlines())
+
+
+def _lock_entries(text: str) -> dict[str, tuple[str, list[str]]]:
+    """``{name: (version, [sha256, ...])}`` from a hashed lock file (``uv pip compile --generate-hashes``).
+
+    Each entry is ``name==version \\`` followed by ``--hash=sha256:...`` continuation lines; an entry
+    that is not an exact pin or carries no hash is an error.
+    """
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for chunk in re.split(r"\n(?=[^\s#])", text.strip()):
+        lines = [l.split("#", 1)[0].strip().rstrip("\\").strip() for l in chunk.splitlines()]
+        lines = [l for l in lines if l]
+        if not lines:
+            continue
+        head, *rest = lines
+        req = Requirement(head)
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"not an exact pin in the lock: {head!r}"
+        hashes = [h.split(":", 1)[1] for h in rest if h.startswith("--hash=sha256:")]
+        assert hashes and len(hashes) == len(rest), f"{req.name}: every lock entry needs sha256 hashes only"
+        name = _norm(req.name)
+        assert name not in entries, f"{name} locked twice"
+        entries[name] = (specs[0].version, hashes)
+    return entries
+
+
+def lock() -> dict[str, tuple[str, list[str]]]:
+    return _lock_entries((ROOT / "requirements.lock").read_text())
 
 
 # -- notebooks --------------------------------------------------------------------------------------
@@ -97,7 +126,7 @@ def test_pyproject_agrees_with_requirements():
     extras = project["project"]["optional-dependencies"]
     assert {"book", "test"} <= set(extras)
     named = set()
-    for group in ("book", "test"):
+    for group in ("book", "test", "dev"):
         for name, version in _pins(extras[group]).items():
             assert req.get(name) == version, f"[{group}] {name}=={version} but requirements.txt pins {req.get(name)}"
             named.add(name)
@@ -109,6 +138,45 @@ def test_pyproject_agrees_with_requirements():
         assert r.specifier.contains(req[name]), f"pinned {name}=={req[name]} violates {spec!r}"
         named.add(name)
     assert set(req) <= named, f"pinned but never named in pyproject.toml: {sorted(set(req) - named)}"
+
+
+def test_lock_holds_every_direct_pin_at_its_version():
+    """requirements.lock was compiled from the current requirements.txt (else: run `make lock`)."""
+    from packaging.version import Version
+
+    locked = lock()
+    for name, version in requirements().items():
+        assert name in locked, f"{name} is pinned in requirements.txt but missing from requirements.lock; run `make lock`"
+        # the lock may carry a local label (torch 2.13.0+cpu) that the direct pin leaves open
+        assert Version(locked[name][0]).public == Version(version).public, (
+            f"{name}: requirements.txt pins {version}, requirements.lock has {locked[name][0]}; run `make lock`")
+    assert len(locked) > 2 * len(requirements()), "the lock should hold the dependencies too, not only the direct pins"
+    header = (ROOT / "requirements.lock").read_text().splitlines()[:3]
+    assert any("make lock" in l for l in header), "the lock's header should name the command that regenerates it"
+
+
+def test_venv_is_the_locked_environment():
+    """What is installed is what the lock says (make setup installs with --require-hashes from it)."""
+    from importlib import metadata
+
+    wrong = {}
+    for name, (version, _) in lock().items():
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = None
+        if have != version:
+            wrong[name] = (version, have)
+    assert not wrong, f"installed versions differ from requirements.lock (locked, installed): {wrong}; run `make setup`"
+
+
+def test_lock_parser_rejects_entries_without_hashes():
+    with pytest.raises(AssertionError, match="needs sha256 hashes"):
+        _lock_entries("numpy==2.4.6\n    # via -r requirements.txt\n")
+    with pytest.raises(AssertionError, match="not an exact pin"):
+        _lock_entries("numpy>=2 \\\n    --hash=sha256:ab\n")
+    ok = _lock_entries("# header\nnumpy==2.4.6 \\\n    --hash=sha256:ab \\\n    --hash=sha256:cd\n    # via scipy\n")
+    assert ok == {"numpy": ("2.4.6", ["ab", "cd"])}
 
 
 def test_pin_parser_rejects_loose_requirements():

@@ -21,9 +21,16 @@ def interact(draw: Callable, **controls):
     """``ipywidgets.interact`` over ``draw``; each control is an ipywidgets abbreviation or widget.
 
     The figure is redrawn in place, so dragging a slider does not stack figures.
+
+    The figure goes into the ``Output`` widget by setting its ``outputs`` state (one assignment, so a
+    live front end swaps the image without flicker), never by ``with out: display(...)``. The context
+    manager makes a headless executor (nbclient, hence myst-nb, jupyter-book and nbconvert) mimic the
+    Output widget and send a ``comm_msg`` on the *shell* socket for every output, while it is awaiting
+    the cell's ``execute_reply`` on that same socket; with pyzmq's edge-triggered socket notification
+    that send can swallow the wake-up of the reply, and the build waits, idle, for the whole cell
+    timeout (measured: 3 of 20 ten-cell runs stalled; ``tests/test_widgets.py`` keeps this path out).
     """
     import ipywidgets
-    from IPython.display import display
 
     fig = plt.figure()
     plt.close(fig)
@@ -31,13 +38,19 @@ def interact(draw: Callable, **controls):
 
     def update(**params):
         draw(fig=fig, **params)
-        out.clear_output(wait=True)
-        with out:
-            display(fig)
+        out.outputs = (_display_data(fig),)
 
     ui = ipywidgets.interactive(update, **controls)
     update(**ui.kwargs)  # all current values, including ipywidgets.fixed ones (which have no child widget)
     return ipywidgets.VBox([ui, out])
+
+
+def _display_data(obj) -> dict:
+    """``obj`` as one nbformat ``display_data`` output (what ``display(obj)`` would send)."""
+    from IPython.core.formatters import format_display_data
+
+    data, metadata = format_display_data(obj)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
 def animate(draw: Callable, param: str, values: Sequence, *, interval: int = 600, **fixed):
