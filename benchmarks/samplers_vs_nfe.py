@@ -25,6 +25,7 @@ import torch
 
 import diffusion_geometry as dg
 from diffusion_geometry import benchmarking as bm
+from diffusion_geometry import cli
 
 
 def methods_with_amed(denoiser, x_warm):
@@ -59,9 +60,9 @@ def run(name, denoiser, x, x_warm, reference, nfes):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few samples and NFE values (a smoke test)")
-    ap.add_argument("--samples", type=int, default=None, help="evaluation samples (default 256, quick 16)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samples", type=cli.positive_int, default=None, help="evaluation samples (default 256, quick 16)")
+    ap.add_argument("--threads", type=cli.positive_int, default=None, help="torch intra-op threads")
+    ap.add_argument("--seed", type=cli.non_negative_int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

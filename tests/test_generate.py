@@ -143,7 +143,7 @@ def restore_threads():
     torch.set_num_threads(n)
 
 
-def test_torchrun_two_processes_give_the_same_images_and_resume(tiny_ckpt, tmp_path, restore_threads):
+def test_torchrun_two_processes_give_the_same_images_and_resume(tiny_ckpt, tmp_path, restore_threads, capsys):
     common = ["--model", str(tiny_ckpt), "--steps", "3", "--sampler", "heun", "--seed", "11",
               "--shard-size", "3", "--threads", "1", "--no-progress", "--report", "no"]
     one, two = tmp_path / "one", tmp_path / "two"
@@ -169,9 +169,13 @@ def test_torchrun_two_processes_give_the_same_images_and_resume(tiny_ckpt, tmp_p
     assert {j: (one / "shards" / f"shard_{j:05d}.npz").stat().st_mtime_ns for j in (0, 2)} == kept
     assert np.array_equal(np.load(one / "samples.npz")["images"], b["images"])
 
-    # a different setting in the same directory is refused
-    with pytest.raises(SystemExit, match="other settings"):
+    # a different setting in the same directory is refused, as a usage error (exit status 2)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         G.main([*common, "--n", "9", "--out", str(one)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "other settings" in err and "Traceback" not in err
 
 
 def test_command_report_on_fashion_shape(tiny_ckpt, tmp_path):

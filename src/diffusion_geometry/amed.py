@@ -49,7 +49,9 @@ class AMEDParams:
 
 def refine_sigmas(sigmas, substeps: int) -> torch.Tensor:
     """``sigmas`` with ``substeps - 1`` levels inserted in each interval, uniformly in log sigma (an
-    interval ending at 0 is split uniformly in sigma). The coarse levels sit at every ``substeps``-th index."""
+    interval ending at 0 is split uniformly in sigma). The coarse levels sit at every ``substeps``-th index.
+    Computed and returned in float64 whatever the input dtype, strictly decreasing (``ValueError``
+    otherwise, e.g. for a ``substeps`` so large that float64 repeats levels)."""
     sigmas = check_sigmas(sigmas).to(torch.float64)
     if not isinstance(substeps, int) or isinstance(substeps, bool) or substeps < 1:
         raise ValueError(f"substeps must be a positive integer, got {substeps!r}")
@@ -63,7 +65,7 @@ def refine_sigmas(sigmas, substeps: int) -> torch.Tensor:
         piece[0] = a  # the coarse level exactly, despite round-off in exp(log(a))
         out.append(piece)
     out.append(sigmas[-1:])
-    return torch.cat(out)
+    return check_sigmas(torch.cat(out))  # float64 holds the inserted levels apart; checked all the same
 
 
 def fit_amed(denoiser, x_warmup: torch.Tensor, sigmas, *, teacher: str = "heun", teacher_substeps: int = 8,

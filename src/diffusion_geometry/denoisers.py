@@ -14,7 +14,10 @@ Tweedie's formula ties a denoiser to the score of the noised marginal :math:`p_\
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -28,15 +31,28 @@ class Denoiser(Protocol):
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor: ...
 
 
-def sigma_like(sigma, x: torch.Tensor) -> torch.Tensor:
-    """``sigma`` as a tensor of shape ``(batch, 1, ..., 1)`` on ``x``'s device and dtype.
+def _exact_dtype(device: torch.device) -> torch.dtype:
+    """float64, or float32 on a device without float64 (Apple MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
-    Accepts a Python number, a 0-d tensor, or a ``(batch,)`` tensor; rejects negative or non-finite
-    values and batch mismatches with a clear message.
+
+def sigma_like(sigma, x: torch.Tensor, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``sigma`` as a tensor of shape ``(batch, 1, ..., 1)`` on ``x``'s device, in ``dtype``
+    (default: ``x``'s dtype).
+
+    Accepts a Python number, a 0-d tensor, or a ``(batch,)`` tensor. The values are checked in
+    float64 before the cast, so a negative or non-finite sigma, a batch mismatch, or a level that
+    ``dtype`` cannot hold (``sigma = 1e5`` overflows float16, whose largest value is 65504; a positive
+    ``1e-8`` underflows to 0) raises ``ValueError`` naming the problem and the dtype. Sigma-dependent
+    factors (``sigma**2 + sigma_data**2`` overflows float16 above sigma ~ 256) should be formed from
+    ``sigma_like(sigma, x, dtype=torch.float64)`` and only the product cast back to ``x.dtype``.
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError("x must be a tensor with a leading batch dimension")
-    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    dtype = x.dtype if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"sigma needs a floating-point dtype, got {dtype}")
+    s = torch.as_tensor(sigma, dtype=_exact_dtype(x.device), device=x.device)
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     elif s.ndim != 1 or s.shape[0] != x.shape[0]:
@@ -45,7 +61,14 @@ def sigma_like(sigma, x: torch.Tensor) -> torch.Tensor:
         )
     if not torch.isfinite(s).all() or (s < 0).any():
         raise ValueError("sigma must be finite and non-negative")
-    return s.reshape(-1, *([1] * (x.ndim - 1)))
+    out = s.to(dtype)
+    if not torch.isfinite(out).all():
+        raise ValueError(f"sigma = {s.max().item():g} overflows {dtype} (largest {torch.finfo(dtype).max:g}); "
+                         "pass x in float32 or float64")
+    if ((out == 0) & (s > 0)).any():
+        raise ValueError(f"sigma = {s[s > 0].min().item():g} underflows to 0 in {dtype}; "
+                         "pass x in float32 or float64")
+    return out.reshape(-1, *([1] * (x.ndim - 1)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,7 +93,15 @@ class GaussianMixture:
         :math:`U U^\top + v I`). A float gives the same isotropic variance to every component.
     weights : ``(K,)`` positive, normalised here; uniform if omitted.
 
-    Inputs ``x`` are ``(batch, d)``. Computations run in the dtype and on the device of ``means``.
+    Inputs ``x`` are ``(batch, d)`` in any floating dtype, on the device of ``means``. Every
+    computation runs in float64 from explicit differences :math:`x - \mu_k` (no
+    :math:`\lVert x\rVert^2 - 2x\cdot\mu + \lVert\mu\rVert^2` cancellation), so responsibilities stay
+    exact to float64 round-off at tiny sigma and for means far from the origin, in every dtype
+    (float16, bfloat16, float32, float64). Results are returned in the dtype of ``means`` (log-densities
+    in float32 at least). Raises ``ValueError`` for a
+    wrongly shaped or non-finite ``x``, a negative or non-finite sigma, a singular noised covariance
+    (a degenerate component at sigma = 0, or sigma so small that :math:`\sigma^2` underflows), or a
+    result that overflows the dtype of ``means`` (a float16 score at tiny sigma).
     """
 
     def __init__(self, means, covariances, weights=None):
@@ -80,9 +111,11 @@ class GaussianMixture:
         if means.ndim != 2 or means.shape[0] == 0 or means.shape[1] == 0:
             raise ValueError(f"means must have shape (K, d) with K, d >= 1, got {tuple(means.shape)}")
         K, d = means.shape
+        f64 = _exact_dtype(means.device)
         cov = torch.as_tensor(covariances, dtype=means.dtype, device=means.device)
         if cov.ndim == 0:
             cov = cov.expand(K).clone()
+        c64 = cov.to(f64)  # the checks and every computation below run in float64
         if cov.shape == (K,):
             kind = "iso"
             if (cov < 0).any():
@@ -93,9 +126,9 @@ class GaussianMixture:
                 raise ValueError("diagonal variances must be non-negative")
         elif cov.shape == (K, d, d):
             kind = "full"
-            if not torch.allclose(cov, cov.transpose(-1, -2), atol=1e-8 * (1 + cov.abs().max())):
+            if not torch.allclose(c64, c64.transpose(-1, -2), atol=1e-8 * (1 + c64.abs().max())):
                 raise ValueError("full covariances must be symmetric")
-            if torch.linalg.eigvalsh(cov).min() < -1e-8 * (1 + cov.abs().max()):
+            if torch.linalg.eigvalsh(c64).min() < -1e-8 * (1 + c64.abs().max()):
                 raise ValueError("full covariances must be positive semi-definite")
         else:
             raise ValueError(
@@ -107,8 +140,12 @@ class GaussianMixture:
         weights = torch.as_tensor(weights, dtype=means.dtype, device=means.device)
         if weights.shape != (K,) or (weights <= 0).any():
             raise ValueError(f"weights must be {K} positive numbers, got shape {tuple(weights.shape)}")
+        if not (torch.isfinite(means).all() and torch.isfinite(c64).all() and torch.isfinite(weights).all()):
+            raise ValueError("means, covariances and weights must be finite")
         self.means, self.covariances, self.kind = means, cov, kind
         self.weights = weights / weights.sum()
+        w64 = weights.to(f64)
+        self._means64, self._cov64, self._logw64 = means.to(f64), c64, torch.log(w64 / w64.sum())
 
     @classmethod
     def low_rank(cls, means, factors, noise_variance, weights=None) -> "GaussianMixture":
@@ -130,25 +167,38 @@ class GaussianMixture:
 
     # -- helpers -----------------------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked and converted to float64 (exactly, from any floating dtype)."""
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
-        return x
+        x64 = x.to(device=self.means.device, dtype=self._means64.dtype)
+        if not torch.isfinite(x64).all():
+            raise ValueError("x contains NaN or inf")
+        return x64
+
+    def _out(self, t: torch.Tensor, what: str) -> torch.Tensor:
+        """A float64 result in the dtype of the means, with a clear error instead of an overflow to inf."""
+        out = t.to(self.means.dtype)
+        if not torch.isfinite(out).all():
+            raise ValueError(f"the {what} overflows {self.means.dtype} (largest {torch.finfo(out.dtype).max:g}); "
+                             "use float32 or float64 means")
+        return out
 
     def _noised_cov(self, s2: torch.Tensor) -> torch.Tensor:
         """Per-sample, per-component covariance of p_sigma: iso (B,K), diag (B,K,d) or full (B,K,d,d)."""
         if self.kind == "iso":
-            return self.covariances[None, :] + s2[:, None]
+            return self._cov64[None, :] + s2[:, None]
         if self.kind == "diag":
-            return self.covariances[None] + s2[:, None, None]
-        eye = torch.eye(self.dim, dtype=self.means.dtype, device=self.means.device)
-        return self.covariances[None] + s2[:, None, None, None] * eye
+            return self._cov64[None] + s2[:, None, None]
+        eye = torch.eye(self.dim, dtype=self._cov64.dtype, device=self._cov64.device)
+        return self._cov64[None] + s2[:, None, None, None] * eye
 
     def _log_components(self, x: torch.Tensor, sigma):
-        """log(pi_k N(x; mu_k, Sigma_k + sigma^2 I)) as (B, K), and the pieces the denoiser reuses."""
-        x = self._check_x(x).to(self.means)
+        """log(pi_k N(x; mu_k, Sigma_k + sigma^2 I)) + d/2 log(2 pi) as (B, K) in float64, and the pieces
+        the denoiser reuses (differences, solves, sigma^2, x in float64)."""
+        x = self._check_x(x)
         s2 = sigma_like(sigma, x).reshape(-1) ** 2
-        diff = x[:, None, :] - self.means[None]  # (B, K, d)
+        diff = x[:, None, :] - self._means64[None]  # (B, K, d), explicit differences
         d = self.dim
         C = self._noised_cov(s2)
         singular = ValueError("the covariance of p_sigma is singular (a degenerate component at "
@@ -170,57 +220,300 @@ class GaussianMixture:
             sol = torch.cholesky_solve(diff[..., None], L)[..., 0]
             logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
         maha = (diff * sol).sum(-1)
-        logc = torch.log(self.weights)[None] - 0.5 * (maha + logdet + d * math.log(2 * math.pi))
-        return logc, diff, sol, s2
+        # without the common constant d/2 log(2 pi) (log_prob adds it): smaller logits, less round-off
+        logc = self._logw64[None] - 0.5 * (maha + logdet)
+        if not (logc.detach().amax(1) > -math.inf).all():
+            raise ValueError(f"sigma = {math.sqrt(s2.min().item()):g} is too small for float64: every "
+                             "component's density underflows at some x; use a larger sigma")
+        return logc, diff, sol, s2, x
 
     # -- public API --------------------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
-        r""":math:`\log p_\sigma(x)`, shape ``(batch,)``."""
+        r""":math:`\log p_\sigma(x)`, shape ``(batch,)``, in the means' dtype (float32 at least);
+        differentiable in ``x``."""
         logc, *_ = self._log_components(x, sigma)
-        return torch.logsumexp(logc, dim=1)
+        out = torch.logsumexp(logc, dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return out.to(torch.promote_types(self.means.dtype, torch.float32))
 
     def responsibilities(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        r"""Posterior component probabilities :math:`\gamma_k(x)`, shape ``(batch, K)``."""
+        r"""Posterior component probabilities :math:`\gamma_k(x)`, shape ``(batch, K)``: a float64
+        softmax of the log-components, one-hot on the nearest component as sigma -> 0."""
         logc, *_ = self._log_components(x, sigma)
-        return torch.softmax(logc, dim=1)
+        return self._out(torch.softmax(logc, dim=1), "responsibilities")
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         r"""The exact posterior mean :math:`D(x;\sigma)`, shape ``(batch, d)``."""
-        logc, diff, sol, s2 = self._log_components(x, sigma)
+        logc, diff, sol, s2, x64 = self._log_components(x, sigma)
         gamma = torch.softmax(logc, dim=1)  # (B, K)
         # mu_k + Sigma_k (Sigma_k + s^2 I)^{-1} (x - mu_k) = x - s^2 (Sigma_k + s^2 I)^{-1} (x - mu_k)
-        post = x.to(self.means)[:, None, :] - s2[:, None, None] * sol
-        return (gamma[..., None] * post).sum(1)
+        post = x64[:, None, :] - s2[:, None, None] * sol
+        return self._out((gamma[..., None] * post).sum(1), "denoiser output")
 
     __call__ = denoise
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         r""":math:`\nabla_x \log p_\sigma(x) = -\sum_k \gamma_k (\Sigma_k + \sigma^2 I)^{-1}(x - \mu_k)`."""
-        logc, diff, sol, s2 = self._log_components(x, sigma)
+        logc, diff, sol, s2, _ = self._log_components(x, sigma)
         gamma = torch.softmax(logc, dim=1)
-        return -(gamma[..., None] * sol).sum(1)
+        return self._out(-(gamma[..., None] * sol).sum(1), "score")
 
     def sample(self, n: int, sigma=0.0, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""``n`` exact draws from :math:`p_\sigma` (``sigma = 0``: the data), shape ``(n, d)``."""
+        r"""``n`` exact draws from :math:`p_\sigma` (``sigma = 0``: the data), shape ``(n, d)``, in the
+        dtype of the means (drawn in float32 for half-precision means)."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if float(sigma) < 0:
             raise ValueError("sigma must be non-negative")
-        opts = dict(dtype=self.means.dtype, device=self.means.device)
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        work = torch.promote_types(self.means.dtype, torch.float32)  # the means' dtype unless half
+        opts = dict(dtype=work, device=self.means.device)
+        means, cov = self.means.to(work), self.covariances.to(work)
+        k = torch.multinomial(self.weights.to(work), n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, **opts)
         if self.kind == "iso":
-            x0 = self.means[k] + self.covariances[k, None].sqrt() * z
+            x0 = means[k] + cov[k, None].sqrt() * z
         elif self.kind == "diag":
-            x0 = self.means[k] + self.covariances[k].sqrt() * z
+            x0 = means[k] + cov[k].sqrt() * z
         else:
             # eigh, not Cholesky, so that singular (low-rank) covariances sample exactly too
-            evals, evecs = torch.linalg.eigh(self.covariances)
+            evals, evecs = torch.linalg.eigh(cov)
             # eigenvalues at round-off level are zeros (their square roots would be ~1e-8, not 0)
             tol = evals.abs().amax(-1, keepdim=True) * self.dim * torch.finfo(evals.dtype).eps
             root = evecs * torch.where(evals > tol, evals, 0).sqrt()[:, None, :]
-            x0 = self.means[k] + (root[k] @ z[..., None])[..., 0]
-        return x0 + float(sigma) * torch.randn(n, self.dim, generator=generator, **opts)
+            x0 = means[k] + (root[k] @ z[..., None])[..., 0]
+        out = x0 + float(sigma) * torch.randn(n, self.dim, generator=generator, **opts)
+        return self._out(out, "sample")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exact squared distances: a fast screen, then float64 where it matters
+# --------------------------------------------------------------------------------------------------
+
+
+def cut_nats(n: int, dtype: torch.dtype) -> float:
+    r"""How far below the largest logit a training point may lie and still count, in nats:
+    :math:`\ln N + \ln(8/u)`, with u the unit round-off of ``dtype``, the dtype of the answer
+    (:math:`\ln N + 38.8` for float64, :math:`\ln N + 18.7` for float32). All points beyond the cut
+    together weigh less than :math:`N e^{-\text{cut}} = u/8` of the largest weight, so dropping them
+    moves a weighted mean by less than u/8 of the data's spread and a log-density by less than u/8."""
+    return math.log(n) + math.log(8 / _unit_roundoff(dtype))
+
+
+_SLACK_U = 32  # unit round-offs for the roundings outside the dot products (see _expansion_coeff)
+
+
+def _unit_roundoff(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps / 2
+
+
+def _product_input_unit(dtype: torch.dtype, device: torch.device) -> float:
+    """Unit round-off of the *inputs* of a matrix product in ``dtype``: 0 for IEEE float32/float64
+    products (torch's default), 2**-11 when TF32 and 2**-8 when bfloat16 float32 products are allowed
+    (``torch.set_float32_matmul_precision("high" / "medium")`` or the backends' ``fp32_precision``)."""
+    if dtype != torch.float32:
+        return 0.0
+    prec = torch.get_float32_matmul_precision()
+    backend = torch.backends.cuda.matmul if device.type == "cuda" else getattr(torch.backends.mkldnn, "matmul", None)
+    fp = getattr(backend, "fp32_precision", "none")
+    if prec == "medium" or fp == "bf16":
+        return 2.0**-8
+    if prec == "high" or fp == "tf32" or (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32):
+        return 2.0**-11
+    return 0.0
+
+
+def _expansion_coeff(d: int, dtype: torch.dtype, device: torch.device) -> float:
+    r"""The constant c of the screen's error bound, or ``inf`` when ``dtype`` is too coarse for ``d``.
+
+    With u the unit round-off of ``dtype``, :math:`\gamma_d = du/(1 - du)` and :math:`u_\text{in}` the
+    round-off of the matrix product's inputs (:func:`_product_input_unit`), the squared distance
+    :math:`r = \lVert a\rVert^2 - 2a\cdot b + \lVert b\rVert^2` evaluated in ``dtype`` from the centred
+    points a, b (rounded to ``dtype`` from float64) satisfies
+
+    .. math:: |r - \lVert x - y\rVert^2| \le E = c\,(\lVert a\rVert^2 + \lVert b\rVert^2),
+              \qquad c = 2\,(2\gamma_d + 4u_\text{in} + 32u).
+
+    :math:`\gamma_d\lVert a\rVert^2` bounds the error of a computed squared norm and
+    :math:`\gamma_d\lVert a\rVert\lVert b\rVert` that of a dot product, in any summation order (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, 2002, Eq. 3.5); :math:`4u_\text{in}` covers rounded
+    product inputs; 32u covers the rounding of a and b from float64, the additions, and the rounding of
+    the bounds and thresholds built from r; the factor 2 covers second-order terms. In float32 at
+    d = 784, c = 1.9e-4.
+    """
+    u = _unit_roundoff(dtype)
+    if d * u > 0.01:
+        return math.inf
+    gamma = d * u / (1 - d * u)
+    return 2.0 * (2 * gamma + 4 * _product_input_unit(dtype, device) + _SLACK_U * u)
+
+
+_caller_threads: list = []  # the caller's CPU thread count while _few_threads() is active
+
+
+def _with_few_threads(method):
+    """Decorator: run an :class:`EmpiricalDenoiser` method under :func:`_few_threads`."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with _few_threads(self.data.device):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+@contextlib.contextmanager
+def _few_threads(device: torch.device):
+    """Run the enclosed small CPU tensor operations on one thread; :func:`_all_threads` gives the
+    matrix products back the caller's thread count. On a busy machine each multi-threaded operation
+    waits for its second thread to be scheduled (measured: 8 ms for a 1M-element sum on 2 busy cores,
+    0.08 ms on one), which would cost more than the parallel work saves. Restores the count on exit.
+    (``torch.set_num_threads`` is process-wide: other Python threads see the change meanwhile.)"""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1 or _caller_threads:
+        yield
+        return
+    _caller_threads.append(n)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        _caller_threads.pop()
+        torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _all_threads():
+    """Inside :func:`_few_threads`: the caller's thread count, for a matrix product."""
+    if not _caller_threads:
+        yield
+        return
+    torch.set_num_threads(_caller_threads[-1])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
+
+
+def _above(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` (float64) rounded to ``dtype`` upwards: a threshold that the rounding cannot lower."""
+    u = _unit_roundoff(dtype)
+    return (t + 4 * u * t.abs()).to(dtype)
+
+
+class _PointSet:
+    r"""Points ``(N, d)`` prepared for squared distances exact to float64 round-off (private helper of
+    :class:`EmpiricalDenoiser` and :func:`diffusion_geometry.metrics.precision_recall`).
+
+    Keeps the points exactly in their dtype, their float64 mean (the centre), a centred float64 copy
+    with its squared norms, and, unless the points are float64, a centred float32 copy for the *screen*.
+    :meth:`bounds` gives, from one matrix product in the screen dtype, lower and upper bounds of every
+    squared distance of a chunk (the bound of :func:`_expansion_coeff`); :meth:`pairs64` gives chosen
+    pairs in float64 (a sampled float64 product where its error bound is within 8 times that of the
+    explicit sum, the explicit sum :meth:`exact` elsewhere).
+    """
+
+    def __init__(self, flat: torch.Tensor, chunk_size: int):
+        self.points, self.chunk_size = flat, chunk_size
+        N, d = flat.shape
+        self.f64 = f64 = _exact_dtype(flat.device)
+        center = torch.zeros(d, dtype=f64, device=flat.device)
+        for lo in range(0, N, chunk_size):
+            center += flat[lo:lo + chunk_size].to(f64).sum(0)
+        self.center = center / N
+        self.y64 = torch.empty(N, d, dtype=f64, device=flat.device)  # centred, float64
+        for lo in range(0, N, chunk_size):  # (a chunk at a time: no second float64 copy at once)
+            self.y64[lo:lo + chunk_size] = flat[lo:lo + chunk_size].to(f64) - self.center
+        self.sq64 = self.y64.pow(2).sum(1)
+        if not torch.isfinite(self.sq64).all():
+            raise ValueError("the points are too large: their squared norms overflow float64")
+        sd = f64 if flat.dtype == f64 else torch.float32
+        if sd != f64 and (self.sq64.max() > 1e30 or math.isinf(_expansion_coeff(d, sd, flat.device))):
+            sd = f64  # float32 would overflow (or is too coarse for this d): screen in float64
+        self.screen_dtype = sd
+        self.screen = self.y64 if sd == f64 else self.y64.to(sd)
+        self.sq = self.sq64.to(sd)
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+    def chunks(self, size: int | None = None):
+        N, size = len(self), size or self.chunk_size
+        return ((lo, min(lo + size, N)) for lo in range(0, N, size))
+
+    def queries(self, xf: torch.Tensor) -> dict:
+        """Queries ``(B, d)`` (any real dtype) prepared for :meth:`bounds` and :meth:`pairs64`."""
+        x64 = xf.to(self.f64)
+        if not torch.isfinite(x64).all():
+            raise ValueError("x contains NaN or inf")
+        xc64 = x64.detach() - self.center
+        na = xc64.pow(2).sum(1)
+        if not torch.isfinite(na).all():
+            raise ValueError("x is too large: its squared norm overflows float64")
+        sd = self.screen_dtype if na.max() <= 1e30 else self.f64
+        screen = self.screen if sd == self.screen_dtype else self.y64
+        return dict(x64=x64, xc64=xc64, na64=na, sd=sd, xc=xc64.to(sd), na=na.to(sd), screen=screen,
+                    sq=self.sq if sd == self.screen_dtype else self.sq64,
+                    c=_expansion_coeff(xf.shape[1], sd, xf.device),
+                    grad=torch.is_grad_enabled() and x64.requires_grad)
+
+    def bounds(self, q: dict, lo: int, hi: int):
+        """Lower and upper bounds ``(B, hi - lo)`` of the squared distances to the points lo:hi, in the
+        screen dtype, from one matrix product (:func:`_expansion_coeff`)."""
+        c, nb = q["c"], q["sq"][lo:hi]
+        with _all_threads():
+            low = torch.addmm(((1 - c) * nb)[None], q["xc"], q["screen"][lo:hi].T, alpha=-2)
+        low.add_(((1 - c) * q["na"])[:, None])
+        return low, low + (2 * c) * (q["na"][:, None] + nb[None])
+
+    def exact(self, q: dict, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        r"""Squared distances ``(P,)`` in float64 of the pairs (query ``rows[p]``, point ``cols[p]``) as
+        :math:`\sum_k (x_k - y_k)^2` (error below :math:`(d + 2)\,u_{64}` of the value); differentiable in x."""
+        x64 = q["x64"]
+        d = x64.shape[1]
+        step = max(1, (1 << 21) // d)  # about 16 MB of float64 differences at a time
+        out = [((x64[rows[s:s + step]] - self.points[cols[s:s + step]].to(self.f64)) ** 2).sum(1)
+               for s in range(0, len(rows), step)]
+        return torch.cat(out) if out else x64.new_zeros(0)
+
+    def _accurate(self, r: torch.Tensor, na: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+        r"""Where the float64 expansion r (from squared norms na, nb of the centred points) is as exact as
+        the explicit sum: its error bound :math:`1.25(2\gamma_d + 8u)(n_a + n_b)` (the dot product and the
+        norms, the rounding of the centred inputs and of the two additions; u = 2^-53) is at most 8 times
+        the explicit sum's worst case, :math:`\gamma_{d+2}` of the value."""
+        d, u = self.points.shape[1], _unit_roundoff(self.f64)
+        err = 1.25 * (2 * d * u / (1 - d * u) + 8 * u) * (na + nb)
+        return err <= 8 * ((d + 2) * u / (1 - (d + 2) * u)) * (r.detach() - err)
+
+    def pairs64(self, q: dict, rows: torch.Tensor, cols: torch.Tensor, crow: torch.Tensor) -> torch.Tensor:
+        """Squared distances ``(P,)`` in float64 of the pairs (query ``rows[p]``, point ``cols[p]``), sorted
+        by row with row pointers ``crow`` (CSR), exact to float64 round-off."""
+        if len(rows) == 0:
+            return q["x64"].new_zeros(0)
+        if q["grad"]:
+            return self.exact(q, rows, cols)  # differentiable in x
+        try:
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                S = torch.sparse_csr_tensor(crow, cols, q["x64"].new_zeros(len(rows)),
+                                            size=(q["x64"].shape[0], len(self)), check_invariants=False)
+                with _all_threads():
+                    dots = torch.sparse.sampled_addmm(S, q["xc64"], self.y64.T, beta=0.0).values()
+        except (RuntimeError, NotImplementedError):  # a backend without sampled products
+            return self.exact(q, rows, cols)
+        na, nb = q["na64"][rows], self.sq64[cols]
+        r = na + nb - 2 * dots
+        ok = self._accurate(r, na, nb)
+        if not bool(ok.all()):
+            bad = ~ok
+            r[bad] = self.exact(q, rows[bad], cols[bad])
+        return r
+
+    def expansion64(self, q: dict, rows: torch.Tensor, lo: int, hi: int):
+        """Squared distances ``(len(rows), hi - lo)`` from a float64 product and the mask of the pairs
+        where it is as exact as the explicit sum (:meth:`_accurate`); differentiable in x."""
+        y64, nb = self.y64[lo:hi], self.sq64[lo:hi]
+        xc = q["x64"][rows] - self.center
+        with _all_threads():
+            r = torch.addmm(nb[None], xc, y64.T, alpha=-2)
+        r = r + xc.pow(2).sum(1)[:, None]
+        return r, self._accurate(r, q["na64"][rows][:, None], nb[None])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,23 +530,54 @@ class EmpiricalDenoiser:
     .. math:: D^*(x;\sigma) = \sum_i w_i(x)\, y_i, \qquad
               w = \operatorname{softmax}_i\big(-\lVert x - y_i\rVert^2 / 2\sigma^2\big),
 
-    which is one Gaussian mean-shift step with bandwidth sigma (Karras et al. 2022, App. B.3; Chen
-    et al. 2023, §5). The softmax runs over chunks of ``chunk_size`` training points with a streaming
-    log-sum-exp, so memory is O(batch x chunk + batch x d), never O(batch x N x d); the squared
-    distances of a chunk come from one matrix product,
-    :math:`\lVert x\rVert^2 - 2 x\cdot y + \lVert y\rVert^2`, computed on data centred at their mean
-    (distances do not change, round-off does).
+    which is one Gaussian mean-shift step with bandwidth sigma (Karras et al. 2022, App. B.3, Eq. 57;
+    Chen et al. 2023, §5).
+
+    **Exact in every dtype.** Every squared distance that carries weight is exact to float64 round-off,
+    whatever the dtype of the data and of the queries (float16, bfloat16, float32, float64), and the
+    softmax runs in float64. (Forming :math:`\lVert x\rVert^2 - 2x\cdot y + \lVert y\rVert^2` in float32
+    alone cancels: at d = 784 its error is near 1e-4, which the softmax divides by
+    :math:`2\sigma^2`.) Per chunk of ``chunk_size`` training points:
+
+    1. *Screen*: one float32 matrix product (float64 for float64 data) of the centred points gives every
+       squared distance with a rigorous error bound :math:`E = c\,(\lVert x - \bar y\rVert^2 +
+       \lVert y - \bar y\rVert^2)`, :math:`c = 2(2\gamma_d + 4u_\text{in} + 32u)` (c = 1.9e-4 in float32 at
+       d = 784; see ``_expansion_coeff``).
+    2. *Cut*: a training point is a candidate when its lower bound is within :math:`2\sigma^2\,
+       \text{cut}` of the smallest upper bound seen so far, cut = :math:`\ln N + \ln(8/u)` nats with u
+       the round-off of the answer's dtype (:func:`cut_nats`: 49.8 nats for float64 at N = 60,000, 29.7
+       for float32); all other points together weigh less than u/8 of the largest weight.
+    3. *Exact distances* of the candidates in float64: from a float64 product of the centred points
+       (sampled at the candidate pairs) where its error bound is within 8 times the worst-case
+       round-off of the explicit sum :math:`\sum_k (x_k - y_k)^2`, and from the explicit sum (no
+       cancellation) elsewhere, e.g. for near-duplicates at small sigma.
+    4. *Streaming softmax* in float64, shifted by the running smallest squared distance (a streaming
+       log-sum-exp); the weighted mean in float64. Memory is O(batch x chunk + batch x d), never
+       O(batch x N x d). As sigma -> 0 the weights become one-hot on the nearest training point (split
+       evenly between exact ties), also when :math:`\sigma^2` underflows; never NaN.
+
+    Small problems (batch x N x d at most ``direct_limit``, 2^22) skip steps 1-3: every squared
+    distance is an explicit float64 sum. Either way the result equals a naive float64 computation
+    (explicit differences, softmax over all N) to float64 round-off, rounded to the dtype of the
+    query. Float32 queries cost about one float32 matrix product per call where few points carry
+    weight (``benchmarks/optimal_denoiser.py``: N = 60,000 Fashion-MNIST images at sigma = 1), and two
+    float64 products where all of them do (large sigma: about 2.5 times the cost of the two float32
+    products of an inexact float32 softmax). The data are kept three times: as given, centred in
+    float64 and centred in float32.
 
     Parameters
     ----------
-    data : ``(N, *shape)`` training points; queries have shape ``(batch, *shape)``.
-    chunk_size : training points per chunk.
-    dtype : computation dtype (default: the data's floating dtype, float32 for integer data).
+    data : ``(N, *shape)`` training points; queries have shape ``(batch, *shape)`` in any floating dtype.
+    chunk_size : training points per chunk, at most: a call with a large batch uses smaller chunks so
+        that batch x chunk stays below 2^22 (16 MB of float32 screen values), but not below 1024.
+    dtype : the dtype the training points are stored in (default: the data's floating dtype, float32 for
+        integer data). They are stored exactly in it; the computation runs as above whatever it is.
 
-    The data stay on their device; queries must be on the same device.
+    The data stay on their device; queries must be on the same device. Raises ``ValueError`` for data or
+    queries with NaN or inf, wrong shapes, or a zero sigma (use :meth:`nearest` there).
     """
 
-    def __init__(self, data: torch.Tensor, *, chunk_size: int = 4096, dtype: torch.dtype | None = None):
+    def __init__(self, data: torch.Tensor, *, chunk_size: int = 16384, dtype: torch.dtype | None = None):
         if not isinstance(data, torch.Tensor):
             data = torch.as_tensor(data)
         if data.ndim < 2 or data.shape[0] == 0:
@@ -266,10 +590,11 @@ class EmpiricalDenoiser:
         if not torch.isfinite(flat).all():
             raise ValueError("data contain NaN or inf")
         self.shape = tuple(data.shape[1:])
-        self.center = flat.mean(0)
-        self.data = flat - self.center  # (N, d), centred
-        self.sq_norms = (self.data**2).sum(1)  # (N,)
         self.chunk_size = chunk_size
+        self.data = flat  # (N, d): the training points, exactly, in `dtype`
+        self.direct_limit = 1 << 22  # batch x N x d up to which every distance is an explicit sum
+        self._set = _PointSet(flat, chunk_size)
+        self.center = self._set.center  # (d,) float64 mean of the training points
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -283,72 +608,265 @@ class EmpiricalDenoiser:
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.shape))}), got {shape}")
         if x.device != self.data.device:
             raise ValueError(f"x is on {x.device} but the data are on {self.data.device}")
-        return x.reshape(x.shape[0], -1).to(self.data.dtype) - self.center
+        return x.reshape(x.shape[0], -1)
 
-    def _sq_dists(self, xc: torch.Tensor, x_sq: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """Squared distances (batch, hi - lo) from one matrix product, clamped at 0 against round-off."""
-        y = self.data[lo:hi]
-        return (x_sq[:, None] - 2 * xc @ y.T + self.sq_norms[None, lo:hi]).clamp_min_(0)
+    def _chunk(self, batch: int) -> int:
+        """Training points per chunk for ``batch`` queries: batch x chunk below 2^22 unless chunk < 1024."""
+        return min(self.chunk_size, max(1024, (1 << 22) // max(batch, 1)))
 
-    def _stream(self, x: torch.Tensor, sigma, want_mean: bool):
-        """One pass over the data: running max m, running sum s of exp(logit - m), running mean acc."""
-        xc = self._flatten(x)
-        s = sigma_like(sigma, xc).reshape(-1)
+    def _out_dtype(self, x) -> torch.dtype:
+        """The dtype of the answer for queries ``x``: theirs, or the data's for non-floating queries."""
+        return x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else self.data.dtype
+
+    def _sigma(self, sigma, q: dict) -> torch.Tensor:
+        s = sigma_like(sigma, q["x64"].detach(), dtype=self._set.f64).reshape(-1)
         if (s == 0).any():
             raise ValueError("sigma must be positive for the optimal denoiser (use nearest() at 0)")
-        inv = 0.5 / s**2
-        x_sq = (xc**2).sum(1)
-        B = xc.shape[0]
-        m = torch.full((B,), -math.inf, dtype=xc.dtype, device=xc.device)
-        tot = torch.zeros(B, dtype=xc.dtype, device=xc.device)
-        acc = torch.zeros_like(xc) if want_mean else None
-        for lo in range(0, len(self), self.chunk_size):
-            hi = min(lo + self.chunk_size, len(self))
-            logits = -self._sq_dists(xc, x_sq, lo, hi) * inv[:, None]  # (B, chunk)
-            m_new = torch.maximum(m, logits.max(1).values)
-            rescale = torch.exp(m - m_new)  # exp(-inf) = 0 on the first chunk
-            w = torch.exp(logits - m_new[:, None])
-            tot = tot * rescale + w.sum(1)
-            if want_mean:
-                acc = acc * rescale[:, None] + w @ self.data[lo:hi]
-            m = m_new
-        return xc, s, m, tot, acc
+        return s
 
+    def _stream(self, x: torch.Tensor, sigma, *, want_mean: bool, out_dtype: torch.dtype,
+                collect: bool = False):
+        """One pass over the chunks. Returns the running smallest exact squared distance ``dmin`` per
+        query, ``tot`` = sum of exp(-(d2 - dmin) / 2 sigma^2) over the candidates and (``want_mean``) ``acc``
+        = the same weights times the centred training points; with ``collect`` also the (batch, N) exact
+        squared distances (inf where cut). The cut is ``ln N + ln(8 / u)`` nats, u the unit round-off of
+        ``out_dtype`` (the dtype of the answer): ln N + 38.8 for float64, ln N + 18.7 for float32."""
+        P = self._set
+        q = P.queries(self._flatten(x))
+        s = self._sigma(sigma, q)
+        f64, sd, c = P.f64, q["sd"], q["c"]
+        B, N, dev = s.shape[0], len(self), s.device
+        inv = 0.5 / s**2  # inf when sigma^2 underflows (the sigma -> 0 limit), 0 when it overflows
+        inv_inf = bool(torch.isinf(inv).any())
+        window = 2 * s**2 * cut_nats(N, out_dtype)  # the cut, in squared-distance units
+        st = dict(dmin=torch.full((B,), math.inf, dtype=f64, device=dev),
+                  tot=torch.zeros(B, dtype=f64, device=dev),
+                  acc=torch.zeros(B, P.points.shape[1], dtype=f64, device=dev) if want_mean else None,
+                  d2=torch.full((B, N), math.inf, dtype=f64, device=dev) if collect else None)
+
+        def scaled(d2, ref, r_inv, cut=False):
+            # (d2 - ref) / (2 sigma^2): 0 where d2 == ref even at inv = inf; inf where d2 = inf (a cut
+            # point, ``cut``) even at inv = 0 or ref = inf
+            z = (d2 - ref) * r_inv
+            if inv_inf:
+                z = torch.where(d2 == ref, 0.0, z)
+            if cut:
+                z = torch.where(torch.isinf(d2), math.inf, z)
+            return z
+
+        def fold(cmin, add):
+            """Lower the shift dmin to include the new minima ``cmin``, rescale the sums, then ``add(dmin)``
+            the weights of new pairs (sparse) or rows (dense)."""
+            with torch.no_grad():
+                new = torch.minimum(st["dmin"], cmin)
+                rescale = torch.exp(-scaled(st["dmin"], new, inv)).nan_to_num(nan=1.0)  # inf - inf: empty
+            st["dmin"] = new
+            st["tot"] = st["tot"] * rescale
+            if want_mean:
+                st["acc"] = st["acc"] * rescale[:, None]
+            add(new)
+
+        def fold_pairs(rows, cols, d2, crow):  # pairs sorted by row, row pointers crow
+            with torch.no_grad():
+                cmin = torch.full((B,), math.inf, dtype=f64, device=dev).scatter_reduce(0, rows, d2.detach(), "amin")
+
+            def add(dmin):
+                w = torch.exp(-scaled(d2, dmin[rows], inv[rows]))
+                st["tot"] = st["tot"].index_add(0, rows, w)
+                if want_mean and q["grad"]:
+                    st["acc"] = st["acc"].index_add(0, rows, w[:, None] * P.y64[cols])
+                elif want_mean:  # sum_j w_j y_j per row: a sparse (B, N) x dense (N, d) product
+                    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                        warnings.simplefilter("ignore", UserWarning)
+                        W = torch.sparse_csr_tensor(crow, cols, w, size=(B, N), check_invariants=False)
+                        with _all_threads():
+                            st["acc"] = st["acc"] + W @ P.y64
+                if collect:
+                    st["d2"][rows, cols] = d2.detach()
+            fold(cmin, add)
+
+        def fold_dense(rows, d2, lo, hi):  # d2 (len(rows), hi - lo), inf where not a candidate
+            with torch.no_grad():
+                cmin = torch.full((B,), math.inf, dtype=f64, device=dev)
+                cmin[rows] = d2.detach().min(1).values
+
+            def add(dmin):
+                w = torch.exp(-scaled(d2, dmin[rows, None], inv[rows, None], cut=True))
+                st["tot"] = st["tot"].index_add(0, rows, w.sum(1))
+                if want_mean:
+                    with _all_threads():
+                        wy = w @ P.y64[lo:hi]
+                    st["acc"] = st["acc"].index_add(0, rows, wy)
+                if collect:
+                    st["d2"][rows, lo:hi] = d2.detach()
+            fold(cmin, add)
+
+        if B * N * P.points.shape[1] <= self.direct_limit:  # small: explicit differences for every pair
+            # explicit differences (not torch.cdist, which has no double backward: chapter 05's
+            # curvature differentiates the denoiser twice)
+            d2 = (q["x64"][:, None, :] - P.points.to(f64)[None, :, :]).square().sum(-1)
+            st["dmin"] = d2.detach().min(1).values
+            w = torch.exp(-scaled(d2, st["dmin"][:, None], inv[:, None]))
+            st["tot"] = w.sum(1)
+            if want_mean:
+                st["acc"] = w @ P.y64
+            if collect:
+                st["d2"] = d2.detach()
+            return dict(q=q, s=s, inv=inv, scaled=scaled, **st)
+
+        best_up = torch.full((B,), math.inf, dtype=f64, device=dev)
+        na = q["na64"]
+        pending: list = []  # candidate pairs (rows, cols, lower-bound term p) not yet settled
+        size = self._chunk(B)
+        held, budget = 0, max(1 << 16, B * size)  # pairs held: memory O(batch x chunk)
+
+        def up_bound(pmin, lo, hi):
+            # the upper bound of the squared distance of the pair with lower-bound term pmin
+            return pmin.to(f64) + (1 + c) * na + 2 * c * float(P.sq64[lo:hi].max())
+
+        def threshold():
+            # the cut on p = lower bound - (1 - c) |x|^2, rounded upwards (see _expansion_coeff)
+            return _above(best_up + window - (1 - c) * na, sd)
+
+        def dense(rows, cand, lo, hi):
+            """Rows with many candidates in lo:hi (``cand``: their mask, None for all): float64 products,
+            a block of points at a time so that each block is read twice from cache (distances, mean);
+            the pairs a product cannot settle accurately go to ``pending``."""
+            nonlocal held
+            blk = max(64, (1 << 19) // P.points.shape[1])  # 4 MB of float64 points
+            for a in range(lo, hi, blk):
+                b = min(a + blk, hi)
+                r, ok = P.expansion64(q, rows, a, b)
+                with torch.no_grad():
+                    take = ok if cand is None else ok & cand[:, a - lo:b - lo]
+                    bad = ~ok if cand is None else cand[:, a - lo:b - lo] & ~ok
+                    br, bc = torch.nonzero(bad, as_tuple=True)
+                    if len(br):
+                        pending.append((rows[br], bc + a, torch.full((len(br),), -math.inf, dtype=sd, device=dev)))
+                        held += len(br)
+                fold_dense(rows, torch.where(take, r, math.inf), a, b)
+
+        def settle():
+            nonlocal pending, held
+            if not pending:
+                return
+            with torch.no_grad():
+                rows, cols, p = (torch.cat(t) for t in zip(*pending))
+                keep = p <= threshold()[rows]  # the cut with the best bound found so far
+                rows, cols = rows[keep], cols[keep]
+                order = torch.argsort(rows * N + cols)
+                rows, cols = rows[order], cols[order]
+                crow = torch.zeros(B + 1, dtype=torch.long, device=dev)
+                crow[1:] = torch.bincount(rows, minlength=B).cumsum(0)
+            pending, held = [], 0
+            fold_pairs(rows, cols, P.pairs64(q, rows, cols, crow), crow)
+
+        all_dense = False
+        for lo, hi in P.chunks(size):
+            if all_dense:  # the last chunk kept most points for every query: skip the screen
+                dense(torch.arange(B, device=dev), None, lo, hi)
+                continue
+            with torch.no_grad():
+                # p = lower bound of the squared distance minus (1 - c) |x|^2, from one matrix product
+                with _all_threads():
+                    p = torch.addmm(((1 - c) * q["sq"][lo:hi])[None], q["xc"], q["screen"][lo:hi].T, alpha=-2)
+                if lo == 0:  # a first upper bound of the smallest squared distance (later: candidates')
+                    best_up = up_bound(p.amin(1), lo, hi)
+                rows, cols = torch.nonzero(p <= threshold()[:, None], as_tuple=True)
+                counts = torch.bincount(rows, minlength=B)
+                if len(rows):
+                    pmin = torch.full((B,), math.inf, dtype=sd, device=dev).scatter_reduce(
+                        0, rows, p[rows, cols], "amin")
+                    best_up = torch.minimum(best_up, up_bound(pmin, lo, hi))
+                dense_rows = torch.nonzero(counts > max(32, (hi - lo) // 8)).reshape(-1)
+                all_dense = bool((counts > (hi - lo) // 2).all())
+            if len(dense_rows):  # many candidates (large sigma): float64 products for these rows
+                with torch.no_grad():
+                    cand = torch.zeros(B, hi - lo, dtype=torch.bool, device=dev)
+                    cand[rows, cols] = True
+                    in_dense = torch.zeros(B, dtype=torch.bool, device=dev)
+                    in_dense[dense_rows] = True
+                    keep = ~in_dense[rows]
+                    rows, cols = rows[keep], cols[keep]
+                dense(dense_rows, cand[dense_rows], lo, hi)
+            if len(rows):
+                pending.append((rows, cols + lo, p[rows, cols]))
+                held += len(rows)
+            if held > budget:
+                settle()
+        settle()
+        return dict(q=q, s=s, inv=inv, scaled=scaled, **st)
+
+    @_with_few_threads
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        r""":math:`D^*(x;\sigma)`, same shape and dtype as ``x``."""
-        _, _, _, tot, acc = self._stream(x, sigma, want_mean=True)
-        out = acc / tot[:, None] + self.center
-        return out.reshape(x.shape).to(x.dtype)
+        r""":math:`D^*(x;\sigma)`, same shape and dtype as ``x`` (computed in float64, then rounded).
+
+        ``sigma``: a positive number, 0-d tensor or ``(batch,)`` tensor. Raises ``ValueError`` for a wrong
+        shape or device, NaN or inf in ``x``, or a zero, negative or non-finite sigma."""
+        st = self._stream(x, sigma, want_mean=True, out_dtype=self._out_dtype(x))
+        out = st["acc"] / st["tot"][:, None] + self.center
+        return out.reshape(x.shape).to(self._out_dtype(x))
 
     __call__ = denoise
 
+    @_with_few_threads
     def log_prob(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        r"""The KDE log-density :math:`\log \frac1N\sum_i N(x; y_i, \sigma^2 I)`, shape ``(batch,)``."""
-        xc, s, m, tot, _ = self._stream(x, sigma, want_mean=False)
-        d = xc.shape[1]
-        return m + torch.log(tot) - math.log(len(self)) - d * (torch.log(s) + 0.5 * math.log(2 * math.pi))
+        r"""The KDE log-density :math:`\log \frac1N\sum_i N(x; y_i, \sigma^2 I)`, shape ``(batch,)``.
 
+        Computed in float64 and returned in the dtype of ``x`` and of the data, promoted to float32 at
+        least (pass float64 queries to keep float64: at d = 784 the value is in the thousands, and
+        differences of it need float64). Differentiable in ``x`` (autograd gives the score)."""
+        out_dtype = torch.promote_types(torch.promote_types(self._out_dtype(x), self.data.dtype), torch.float32)
+        st = self._stream(x, sigma, want_mean=False, out_dtype=out_dtype)
+        s, d = st["s"], self.data.shape[1]
+        # -dmin / (2 sigma^2) + log(tot): the streaming log-sum-exp of the logits
+        top = torch.where(st["dmin"] == 0, 0.0, -st["dmin"] * st["inv"])
+        out = top + torch.log(st["tot"]) - math.log(len(self)) - d * (torch.log(s) + 0.5 * math.log(2 * math.pi))
+        return out.to(out_dtype)
+
+    @_with_few_threads
+    def weights(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        r"""The softmax weights :math:`w_i(x) = \operatorname{softmax}_i(-\lVert x - y_i\rVert^2/2\sigma^2)`,
+        shape ``(batch, N)``, float64 (exact to float64 round-off; a weight below :math:`2^{-56}/N` of the
+        largest may be returned as 0, see :func:`cut_nats`). Memory O(batch x N): for the weights themselves, e.g. how much
+        of the posterior sits on one training point (memorisation)."""
+        st = self._stream(x, sigma, want_mean=False, out_dtype=torch.float64, collect=True)
+        z = st["scaled"](st["d2"], st["dmin"][:, None], st["inv"][:, None], cut=True)
+        return torch.exp(-z) / st["tot"][:, None]
+
+    @_with_few_threads
     def nearest(self, x: torch.Tensor, k: int = 1):
-        """The ``k`` nearest training points: ``(distances, indices)``, each ``(batch, k)``, closest first."""
-        if not isinstance(k, int) or not 1 <= k <= len(self):
+        """The ``k`` nearest training points: ``(distances, indices)``, each ``(batch, k)``, closest first
+        (exact ties: lower index first). Distances exact to float64 round-off, returned in the data's
+        dtype promoted to at least float32."""
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(self):
             raise ValueError(f"k must be an integer between 1 and N={len(self)}, got {k!r}")
-        xc = self._flatten(x)
-        x_sq = (xc**2).sum(1)
-        best_d = best_i = None
-        for lo in range(0, len(self), self.chunk_size):
-            hi = min(lo + self.chunk_size, len(self))
-            d2 = self._sq_dists(xc, x_sq, lo, hi)
-            idx = torch.arange(lo, hi, device=xc.device).expand_as(d2)
-            if best_d is not None:
-                d2, idx = torch.cat([best_d, d2], 1), torch.cat([best_i, idx], 1)
-            kk = min(k, d2.shape[1])
-            best_d, pos = torch.topk(d2, kk, dim=1, largest=False)
-            best_i = torch.gather(idx, 1, pos)
-        return best_d.sqrt(), best_i
+        P = self._set
+        with torch.no_grad():
+            q = P.queries(self._flatten(x))
+            B, f64, dev = q["x64"].shape[0], P.f64, q["x64"].device
+            best_d = torch.zeros(B, 0, dtype=f64, device=dev)
+            best_i = torch.zeros(B, 0, dtype=torch.long, device=dev)
+            for lo, hi in P.chunks(self._chunk(B)):
+                low, up = P.bounds(q, lo, hi)
+                pool = torch.cat([best_d, torch.topk(up, min(k, hi - lo), dim=1, largest=False).values.to(f64)], 1)
+                thr = pool.kthvalue(k, dim=1).values if pool.shape[1] >= k else torch.full_like(pool[:, 0], math.inf)
+                mask = low <= _above(thr, q["sd"])[:, None]
+                keep = torch.nonzero(mask.any(0)).reshape(-1)  # columns with a candidate, in index order
+                rows, cols = torch.nonzero(mask[:, keep], as_tuple=True)
+                exact = torch.full((B, len(keep)), math.inf, dtype=f64, device=dev)
+                exact[rows, cols] = P.exact(q, rows, keep[cols] + lo)
+                cand_d = torch.cat([best_d, exact], 1)
+                cand_i = torch.cat([best_i, (keep + lo).expand(B, -1)], 1)
+                vals, pos = torch.sort(cand_d, dim=1, stable=True)
+                kk = min(k, cand_d.shape[1])
+                best_d, best_i = vals[:, :kk], torch.gather(cand_i, 1, pos[:, :kk])
+        out = torch.promote_types(self.data.dtype, torch.float32)
+        return best_d.sqrt().to(out), best_i
 
     def training_points(self, indices: torch.Tensor) -> torch.Tensor:
-        """The training points at ``indices``, in their original shape."""
-        pts = self.data[indices] + self.center
+        """The training points at ``indices``, in their original shape and dtype (exact)."""
+        pts = self.data[indices]
         return pts.reshape(*indices.shape, *self.shape)
 
 
@@ -367,6 +885,20 @@ class EDMPrecond(nn.Module):
     :math:`c_\text{out} = \sigma\sigma_d/\sqrt{\sigma^2+\sigma_d^2}`,
     :math:`c_\text{in} = 1/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_\text{noise} = \tfrac14\ln\sigma`.
     ``net(x_in, c_noise)`` takes ``c_noise`` of shape ``(batch,)`` and returns the shape of ``x_in``.
+
+    Call as ``D(x, sigma)``: ``x`` is ``(batch, ...)`` in any floating dtype, ``sigma`` a number, a 0-d
+    tensor or a ``(batch,)`` tensor of positive levels; the result has ``x``'s shape and dtype.
+
+    Precision: the four coefficients are formed in float64 from the noise levels (:meth:`coefficients`),
+    the products with ``x`` and with the network output in float32 at least (float64 for float64
+    ``x``), and only the result is cast to ``x.dtype``. So float16 and bfloat16 inputs work at every
+    sigma: in float16, ``sigma**2 + sigma_data**2`` alone would overflow above sigma ~ 256 and the
+    denoiser would return 0. The network gets ``c_in x`` in the dtype of its parameters (``x``'s dtype
+    for a network without parameters) and ``c_noise`` in that dtype or float32, whichever is wider.
+
+    Raises ``ValueError`` for a non-floating or non-finite ``x`` (float16 holds ``|x| <= 65504``, which
+    noise of level sigma reaches near sigma ~ 1e4: create such ``x`` in float32), a zero, negative or
+    non-finite sigma, a sigma of the wrong shape, or a network output of the wrong shape.
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = 0.5):
@@ -377,19 +909,34 @@ class EDMPrecond(nn.Module):
         self.sigma_data = float(sigma_data)
 
     def coefficients(self, sigma: torch.Tensor):
-        """(c_skip, c_out, c_in, c_noise) for a tensor of noise levels."""
+        """(c_skip, c_out, c_in, c_noise) for a tensor of noise levels, each of ``sigma``'s shape.
+
+        Formed in float64 (float32 on a device without float64) whatever ``sigma``'s dtype, and
+        returned in that precision: cast the products, not the coefficients, to a lower precision.
+        """
+        if not isinstance(sigma, torch.Tensor):
+            sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        sigma = sigma.to(_exact_dtype(sigma.device))
         sd = self.sigma_data
         norm = (sigma**2 + sd**2).sqrt()
         return sd**2 / norm**2, sigma * sd / norm, 1 / norm, sigma.log() / 4
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = sigma_like(sigma, x)
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError("x must be a floating-point tensor of shape (batch, ...)")
+        s = sigma_like(sigma, x, dtype=_exact_dtype(x.device))
         if (s == 0).any():
             raise ValueError("sigma must be positive for a preconditioned network")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"x holds non-finite values; {x.dtype} holds |x| <= {torch.finfo(x.dtype).max:g} "
+                             "(noise of level sigma reaches about 5 sigma): create x in float32 or float64")
         c_skip, c_out, c_in, c_noise = self.coefficients(s)
+        work = torch.promote_types(x.dtype, torch.float32)
         param = next(self.net.parameters(), None)
         dtype = param.dtype if param is not None else x.dtype
-        out = self.net((c_in * x).to(dtype), c_noise.reshape(-1).to(dtype))
+        xw = x.to(work)
+        # c_noise = log(sigma)/4 goes in float32 at least: a float16 network embeds it itself
+        out = self.net((c_in.to(work) * xw).to(dtype), c_noise.reshape(-1).to(torch.promote_types(dtype, torch.float32)))
         if out.shape != x.shape:
             raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
-        return c_skip * x + c_out * out.to(x.dtype)
+        return (c_skip.to(work) * xw + c_out.to(work) * out.to(work)).to(x.dtype)

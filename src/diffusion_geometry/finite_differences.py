@@ -23,7 +23,7 @@ Euler (DDIM)      :math:`D_n`
 Heun (EDM)        :math:`D_n + \frac{\sigma_n}{2\sigma_{n+1}}\big(D(\tilde x;\sigma_{n+1}) - D_n\big)`, :math:`\tilde x` the Euler point
 DPM-Solver-2 (r)  :math:`D_n + \frac{\sigma_n}{2 r s}\big(D(x_s; s) - D_n\big)`, :math:`s = \sigma_n^{1-r}\sigma_{n+1}^r`
 AMED (r, c)       :math:`(1-c)\,x_n + c\,D_n + \frac{c\,\sigma_n}{s}\big(D(x_s;s) - D_n\big)`
-DPM-Solver++(2M)  :math:`D_n + \frac{1}{2\rho_n}(D_n - D_{n-1})`, :math:`\rho_n = \ln\frac{\sigma_{n-1}}{\sigma_n}/\ln\frac{\sigma_n}{\sigma_{n+1}}`
+DPM-Solver++(2M)  :math:`D_n + \frac{1}{2r_n}(D_n - D_{n-1})`, :math:`r_n = \ln\frac{\sigma_{n-1}}{\sigma_n}/\ln\frac{\sigma_n}{\sigma_{n+1}}`
 iPNDM (order k)   :math:`D_n - \sigma_n\sum_j a_j(\varepsilon_{n-j} - \varepsilon_n)`, fixed Adams-Bashforth :math:`a_j`
 DEIS (order k)    :math:`D_n - \frac{\sigma_n}{h}\sum_j c_j(\varepsilon_{n-j} - \varepsilon_n)`, :math:`c_j` of :func:`~diffusion_geometry.samplers.deis_coefficients`
 ================  ==================================================================================
@@ -106,14 +106,14 @@ def amed_d_eff(x: torch.Tensor, den: torch.Tensor, den_mid: torch.Tensor, sigma,
 
 
 def dpm_solver_pp_2m_d_eff(den: torch.Tensor, den_prev: torch.Tensor, sigma_prev, sigma, sigma_next) -> torch.Tensor:
-    r"""DPM-Solver++(2M): :math:`D_n + \frac{1}{2\rho_n}(D_n - D_{n-1})`, a backward difference in
-    :math:`\log\sigma` with :math:`\rho_n = \ln(\sigma_{n-1}/\sigma_n)/\ln(\sigma_n/\sigma_{n+1})`."""
+    r"""DPM-Solver++(2M): :math:`D_n + \frac{1}{2r_n}(D_n - D_{n-1})`, a backward difference in
+    :math:`\log\sigma` with the step ratio :math:`r_n = \ln(\sigma_{n-1}/\sigma_n)/\ln(\sigma_n/\sigma_{n+1})`."""
     _ratio(sigma, sigma_next)
     _ratio(sigma_prev, sigma)
     if float(sigma_next) == 0:
         raise ValueError("a step to 0 is an Euler step (D_eff = D_n)")
-    rho = math.log(float(sigma_prev) / float(sigma)) / math.log(float(sigma) / float(sigma_next))
-    return den + (den - den_prev) / (2 * rho)
+    r_n = math.log(float(sigma_prev) / float(sigma)) / math.log(float(sigma) / float(sigma_next))
+    return den + (den - den_prev) / (2 * r_n)
 
 
 def multistep_d_eff(den: torch.Tensor, eps_history, sigma_history, sigma_next, *, method: str = "deis") -> torch.Tensor:
@@ -204,8 +204,11 @@ def d_eff(method: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | Non
 
 def denoiser_derivative(denoiser, x: torch.Tensor, sigma) -> torch.Tensor:
     r"""The rate of change of the denoising trajectory along the ODE,
-    :math:`\frac{dD}{d\sigma} = \partial_x D\,\varepsilon + \partial_\sigma D`, by one forward-mode
-    Jacobian-vector product (the denoiser must be differentiable in ``x`` and ``sigma``)."""
+    :math:`\frac{dD}{d\sigma} = \partial_x D\,\varepsilon + \partial_\sigma D`: one Jacobian-vector product
+    of the denoiser in ``(x, sigma)`` along :math:`(\varepsilon, 1)`. ``torch.autograd.functional.jvp``
+    computes it; that is not forward-mode differentiation: it uses two reverse-mode passes (the
+    double-backward trick) and never forms the Jacobian. The denoiser must be differentiable in ``x``
+    and ``sigma``."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ValueError("x must be a floating-point tensor")
     sig = sigma_like(sigma, x).reshape(-1).detach()
@@ -231,7 +234,8 @@ def step_anatomy(denoiser, x: torch.Tensor, sigma: float, sigma_next: float, *, 
     the intermediate point :math:`x_s` and :math:`D_s`, the finite-difference :math:`D_\text{eff}`, the
     step's result, and the *ideal* :math:`D_\text{eff}` that would land on the exact solution,
     :math:`D^\star_\text{eff} = x_n - \frac{\sigma_n}{h}\int \varepsilon\,d\sigma` (the denoising trajectory
-    averaged over the step with weight :math:`\sigma_n/\sigma`).
+    averaged over the step with weight proportional to :math:`\sigma^{-2}`, because
+    :math:`d(x/\sigma)/d\sigma = -D/\sigma^2` along the ODE).
 
     Returns a dict of float64 tensors: ``x``, ``den``, ``x_mid``, ``den_mid``, ``d_eff``, ``x_next``,
     ``x_exact``, ``d_eff_exact``, ``path_x`` and ``path_den`` (``(n_path, batch, ...)``), and floats

@@ -103,9 +103,14 @@ def load_gpu_results(path=None) -> dict | None:
 
 
 def load_denoiser(model: str, device=None):
-    """A shipped model by name (``"fashion_unet"``, ``"digits_unet"``, ...) or a checkpoint path,
-    as an ``EDMPrecond`` in eval mode on ``device``. Returns ``(denoiser, sample_shape)``."""
-    from .networks import load_model, load_pretrained, sample_shape
+    """A shipped denoiser by name (``"fashion_unet"``, ``"digits_unet"``:
+    :func:`~diffusion_geometry.networks.shipped_denoisers`) or a checkpoint path, as an ``EDMPrecond``
+    in eval mode on ``device``. Returns ``(denoiser, sample_shape)``.
+
+    Raises ``ValueError`` for an unknown name or a shipped network that is not a denoiser
+    (``fashion_classifier``), ``FileNotFoundError`` for a missing checkpoint file, ``ValueError`` for
+    a file that is not a denoiser checkpoint."""
+    from .networks import load_model, load_pretrained, sample_shape, shipped_denoisers
 
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a shipped model name or a checkpoint path, got {model!r}")
@@ -114,9 +119,12 @@ def load_denoiser(model: str, device=None):
     else:
         from .checkpoints import manifest
 
-        names = sorted(manifest())
+        names = shipped_denoisers()
+        if model in manifest() and model not in names:
+            raise ValueError(f"{model!r} is a shipped {manifest()[model].get('kind', 'network')}, not a denoiser; "
+                             f"shipped denoisers: {names}")
         if model not in names:
-            raise ValueError(f"unknown model {model!r}: not a file and not a shipped model {names}")
+            raise ValueError(f"unknown model {model!r}: not a file and not a shipped denoiser {names}")
         net = load_pretrained(model)
     return net.to(device if device is not None else "cpu"), tuple(sample_shape(net.config))
 
@@ -305,7 +313,7 @@ def quality_report(images, *, seed: int = 0, k: int = 3, fid: str = "auto", devi
 
 
 def _parse_opt(text: str):
-    if "=" not in text:
+    if "=" not in text or not text.split("=", 1)[0]:
         raise argparse.ArgumentTypeError(f"sampler options look like KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     low = value.lower()
@@ -319,29 +327,67 @@ def _parse_opt(text: str):
     return key, value
 
 
+def _parse_sigmas(text: str) -> list[float]:
+    """``--sigmas``: a comma-separated, strictly decreasing grid of non-negative levels starting above 0."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    try:
+        grid = check_sigmas(torch.tensor(values, dtype=torch.float64))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if grid[0] == 0:
+        raise argparse.ArgumentTypeError("the grid must start above 0")
+    return grid.tolist()
+
+
+def _check_sampler_opts(sampler: str, opts: dict) -> None:
+    """Reject option names the sampler does not take (its keyword-only parameters but ``callback``)."""
+    import inspect
+
+    params = inspect.signature(_sampler_fn(sampler)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "callback")
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ValueError(f"sampler {sampler!r} takes no option {', '.join(map(repr, unknown))}; "
+                         f"its options: {allowed}")
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import cli
+    from .networks import shipped_denoisers
+
     p = argparse.ArgumentParser(prog="python -m diffusion_geometry.generate",
                                 description="Generate N samples with any sampler and schedule (torchrun-shardable).")
-    p.add_argument("--model", required=True, help="shipped model name (e.g. fashion_unet) or a checkpoint path")
-    p.add_argument("--n", "--num-samples", dest="n", type=int, required=True,
+    try:
+        names = ", ".join(shipped_denoisers())
+    except (OSError, ValueError):  # no readable manifest: checkpoint paths still work
+        names = "none found"
+    p.add_argument("--model", required=True, help=f"a shipped denoiser ({names}) or a checkpoint path")
+    p.add_argument("--n", "--num-samples", dest="n", type=cli.positive_int, required=True,
                    help="number of samples (spell it --num-samples under torchrun, whose own parser "
                         "reads --n as an ambiguous abbreviation of its options)")
-    p.add_argument("--sampler", default="heun", help=f"one of {sorted(_samplers.SAMPLERS)}")
-    p.add_argument("--steps", type=int, default=18, help="sampler steps (the grid has steps + 1 levels)")
+    p.add_argument("--sampler", default="heun", choices=sorted(_samplers.SAMPLERS))
+    p.add_argument("--steps", type=cli.positive_int, default=18, help="sampler steps (the grid has steps + 1 levels)")
     p.add_argument("--schedule", default="edm", choices=SCHEDULES)
-    p.add_argument("--rho", type=float, default=7.0)
-    p.add_argument("--sigma-min", type=float, default=0.002)
-    p.add_argument("--sigma-max", type=float, default=80.0)
+    p.add_argument("--rho", type=cli.positive_float, default=7.0)
+    p.add_argument("--sigma-min", type=cli.positive_float, default=0.002)
+    p.add_argument("--sigma-max", type=cli.positive_float, default=80.0)
     p.add_argument("--append-zero", action="store_true", help="end with an Euler step to sigma = 0")
-    p.add_argument("--sigmas", default=None, help="explicit comma-separated grid (overrides --schedule/--steps)")
+    p.add_argument("--sigmas", type=_parse_sigmas, default=None,
+                   help="explicit comma-separated grid, strictly decreasing (overrides --schedule/--steps)")
     p.add_argument("--opt", action="append", type=_parse_opt, default=[], metavar="KEY=VALUE",
                    help="sampler option, e.g. --opt r=0.5 or --opt order=3 (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup", type=int, default=256, help="warm-up batch of the gits schedule")
-    p.add_argument("--shard-size", type=int, default=250, help="samples per shard (= per batch)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
+    p.add_argument("--warmup", type=cli.positive_int, default=256, help="warm-up batch of the gits schedule")
+    p.add_argument("--shard-size", type=cli.positive_int, default=250, help="samples per shard (= per batch)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda, ...")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--device", type=cli.device, default="auto",
+                   help="auto (cuda:LOCAL_RANK if available), cpu, cuda, ...")
+    p.add_argument("--threads", type=cli.positive_int, default=None, help="torch CPU threads per process")
     p.add_argument("--report", choices=("yes", "no", "auto"), default="auto",
                    help="FD report (auto: when the images have Fashion-MNIST shape)")
     p.add_argument("--fid", choices=("yes", "no", "auto"), default="auto",
@@ -382,9 +428,24 @@ def _barrier(world: int) -> None:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    if args.n < 1 or args.shard_size < 1:
-        raise SystemExit("--n and --shard-size must be positive")
+    """``python -m diffusion_geometry.generate`` / ``dg-generate``: returns the exit status 0.
+
+    Bad input (an unknown model or one that is not a denoiser, a missing checkpoint, ``--steps 0``,
+    a rising or non-positive ``--sigmas``, an unknown sampler, schedule or sampler option, an
+    ``--out`` directory holding a run with other settings, ...) exits like argparse: the usage, one
+    line ``...: error: ...`` on stderr and ``SystemExit(2)``."""
+    from . import cli
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    with cli.user_errors(parser):
+        _check_sampler_opts(args.sampler, dict(args.opt))
+        if args.sigmas is None and not args.sigma_min < args.sigma_max:
+            raise ValueError(f"need --sigma-min < --sigma-max, got {args.sigma_min} and {args.sigma_max}")
+        return _main(args, argv, parser)
+
+
+def _main(args, argv, parser) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rank, world, device = _dist_setup(args.device)
@@ -408,13 +469,11 @@ def main(argv=None) -> int:
             if run_file.is_file():
                 old = json.loads(run_file.read_text())
                 if old["settings"] != settings:
-                    raise SystemExit(f"{out} holds a run with other settings ({run_file}); "
-                                     "use a new --out directory")
+                    parser.error(f"{out} holds a run with other settings ({run_file}); use a new --out directory")
                 sigmas = old["sigmas"]
             else:
                 if args.sigmas:
-                    sig = torch.tensor([float(v) for v in args.sigmas.split(",")], dtype=torch.float64)
-                    settings_grid = check_sigmas(sig)
+                    settings_grid = check_sigmas(torch.tensor(args.sigmas, dtype=torch.float64))
                 else:
                     settings_grid = make_sigmas(args.schedule, args.steps, sigma_min=args.sigma_min,
                                                 sigma_max=args.sigma_max, rho=args.rho,

@@ -215,3 +215,147 @@ def settling_sigma(distances: torch.Tensor, sigmas, threshold: float) -> torch.T
 
 
 __all__ += ["segment_coordinates", "settling_sigma"]
+
+
+# --- plane and curvature tests (Part I and Part IV) -----------------------------------------------
+
+
+def pca_residual_shares(points: torch.Tensor, n: int = 3) -> torch.Tensor:
+    r"""How much of what the first :math:`k-1` principal components leave the :math:`k`-th one captures,
+    per trajectory: ``(batch, n)`` with column ``k - 1`` equal to
+
+    .. math:: r_k = \frac{\lambda_k}{\sum_{j \ge k} \lambda_j},
+
+    :math:`\lambda_1 \ge \lambda_2 \ge \dots` the variances of the PCA of the trajectory's own points
+    (Zhou et al. 2024, §3.1, AMED Fig. 4). :math:`r_1` is the share of the first component; :math:`r_2`
+    the share of the residual after the first component that the second one captures. The claim "the
+    trajectory lies in a plane" (and not merely "near a line") is :math:`r_2 \approx 1`: what is left
+    after two components is :math:`(1/r_2 - 1)\,\lambda_2`, small against the in-plane bend
+    :math:`\lambda_2`. A cumulative explained variance cannot say this, since the chord alone already
+    explains nearly all of it.
+
+    ``points``: ``(T, batch, ...)``, any floating dtype (computed in float64). Singular values below the
+    rank tolerance :math:`\max(T, d)\,\epsilon\,s_1` (:math:`\epsilon` of the input dtype) count as 0;
+    where nothing is left (:math:`\sum_{j\ge k}\lambda_j = 0`, e.g. :math:`k = 2` for an exact line), the
+    share is 1 by convention (nothing is left unexplained). Raises ``ValueError`` for bad shapes, fewer
+    than two points, ``n`` not a positive integer, or non-finite points.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    p = _flat(points)
+    if not torch.isfinite(p).all():
+        raise ValueError("points contain NaN or infinite values")
+    eps = torch.finfo(p.dtype).eps
+    x = p.transpose(0, 1).to(torch.float64)  # (batch, T, d)
+    S = torch.linalg.svdvals(x - x.mean(1, keepdim=True))  # (batch, min(T, d)), descending
+    S = torch.where(S > max(p.shape[0], p.shape[2]) * eps * S[:, :1], S, torch.zeros_like(S))
+    var = S**2
+    if var.shape[1] < n:
+        var = torch.cat([var, var.new_zeros(var.shape[0], n - var.shape[1])], dim=1)
+    tail = var.flip(-1).cumsum(-1).flip(-1)  # sum_{j >= k} lambda_j
+    share = torch.where(tail > 0, var / tail.clamp_min(torch.finfo(torch.float64).tiny), torch.ones_like(var))
+    return share[:, :n].to(p.dtype)
+
+
+def turning_angles(points: torch.Tensor) -> torch.Tensor:
+    r"""Turning angle of each trajectory, as a polyline, at its interior points, ``(T - 2, batch)`` in
+    radians, in :math:`[0, \pi]`: the angle between the incoming step :math:`x_i - x_{i-1}` and the
+    outgoing step :math:`x_{i+1} - x_i`. Row ``i - 1`` belongs to point ``i``.
+
+    Computed as :math:`2\operatorname{atan2}(\lVert \hat u - \hat v\rVert, \lVert \hat u + \hat v\rVert)`
+    with unit steps :math:`\hat u, \hat v` (Kahan's formula), which stays accurate for tiny angles where
+    :math:`\arccos\langle\hat u, \hat v\rangle` loses all digits; the result has the input's dtype.
+    Raises ``ValueError`` for bad shapes, fewer than three points, non-finite points, or a step of
+    length 0 (a repeated point has no direction).
+    """
+    p = _flat(points, min_t=3)
+    if not torch.isfinite(p).all():
+        raise ValueError("points contain NaN or infinite values")
+    steps = p[1:] - p[:-1]
+    length = steps.norm(dim=-1, keepdim=True)
+    if (length == 0).any():
+        raise ValueError("a trajectory repeats a point (a step of length 0 has no direction)")
+    unit = steps / length
+    u, v = unit[:-1], unit[1:]
+    return 2 * torch.atan2((u - v).norm(dim=-1), (u + v).norm(dim=-1))
+
+
+def discrete_curvature(points: torch.Tensor) -> torch.Tensor:
+    r"""Curvature of each trajectory, as a polyline, at its interior points, ``(T - 2, batch)``: the
+    turning angle (:func:`turning_angles`) divided by the mean length of the two adjacent steps,
+
+    .. math:: \kappa_i = \frac{\theta_i}{\tfrac12(\lVert x_i - x_{i-1}\rVert + \lVert x_{i+1} - x_i\rVert)} ,
+
+    in units of 1/length. For points sampled densely from a smooth curve this converges to the
+    geometric curvature :math:`\kappa = \lVert \ddot x_\perp\rVert/\lVert\dot x\rVert^2` of
+    :func:`geometric_curvature` (for a circle of radius :math:`R` sampled every angle :math:`\Delta`,
+    :math:`\kappa_i = \Delta/(2R\sin(\Delta/2)) = (1 + \Delta^2/24 + \dots)/R`); unlike the second
+    derivative :math:`d^2x/d\sigma^2`, it does not depend on how fast the curve is traversed, so a
+    straight trajectory has curvature 0 however it decelerates. Errors as :func:`turning_angles`.
+    """
+    theta = turning_angles(points)
+    p = _flat(points, min_t=3)
+    length = (p[1:] - p[:-1]).norm(dim=-1)
+    return theta / (0.5 * (length[:-1] + length[1:]))
+
+
+def geometric_curvature(velocity: torch.Tensor, acceleration: torch.Tensor) -> torch.Tensor:
+    r"""Curvature of a curve from its first and second derivatives in any parameter,
+    :math:`\kappa = \lVert a - \langle a, \hat v\rangle \hat v\rVert / \lVert v\rVert^2`, ``(batch,)``.
+
+    ``velocity`` and ``acceleration``: ``(batch, ...)`` of the same shape, e.g. the ODE direction
+    :math:`dx/d\sigma = \varepsilon(x;\sigma)` and :math:`d^2x/d\sigma^2 = -\frac1\sigma\frac{dD}{d\sigma}` from
+    :func:`diffusion_geometry.finite_differences.curvature` (Chen et al. 2023, the curvature identity).
+    Only the part of the acceleration perpendicular to the velocity bends the curve; the parallel part
+    changes the speed. Raises ``ValueError`` for mismatched shapes, non-finite input or a zero velocity.
+    """
+    for name, t in (("velocity", velocity), ("acceleration", acceleration)):
+        if not isinstance(t, torch.Tensor) or t.ndim < 2:
+            raise ValueError(f"{name} must be a tensor of shape (batch, ...)")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if velocity.shape != acceleration.shape:
+        raise ValueError(f"shapes differ: velocity {tuple(velocity.shape)}, acceleration {tuple(acceleration.shape)}")
+    v = velocity.reshape(velocity.shape[0], -1)
+    a = acceleration.reshape(acceleration.shape[0], -1)
+    speed = v.norm(dim=-1, keepdim=True)
+    if (speed == 0).any():
+        raise ValueError("a velocity is zero: the curvature is undefined there")
+    u = v / speed
+    return (a - (a * u).sum(-1, keepdim=True) * u).norm(dim=-1) / speed[:, 0] ** 2
+
+
+__all__ += ["pca_residual_shares", "turning_angles", "discrete_curvature", "geometric_curvature"]
+
+
+def boomerang_profile_correlations(coords: torch.Tensor) -> torch.Tensor:
+    r"""Pairwise correlations of the trajectories' bending profiles, ``(batch, batch)``.
+
+    ``coords`` ``(T, batch, 3)`` from :func:`boomerang_projection`; the profile of a trajectory is its
+    first orthogonal coordinate :math:`\langle x_t - x_\text{end}, u_2\rangle` against the step index ``t``.
+    Entry ``(a, b)`` is the Pearson correlation over ``t`` of the profiles of trajectories ``a`` and ``b``
+    (scale-free, so a wide and a narrow boomerang of the same shape correlate at 1). "All trajectories
+    share one boomerang shape" (Chen et al. 2024/2025) means off-diagonal entries near 1. Computed in
+    float64, returned in the input's dtype. Raises ``ValueError`` for a wrong shape, fewer than three
+    points, non-finite values, or a profile that is constant to within round-off of the chord length
+    (a straight trajectory has no bend to compare).
+    """
+    if not isinstance(coords, torch.Tensor) or coords.ndim != 3 or coords.shape[-1] != 3:
+        raise ValueError("coords must have shape (T, batch, 3), as returned by boomerang_projection")
+    if coords.shape[0] < 3:
+        raise ValueError(f"need at least 3 points along each trajectory, got {coords.shape[0]}")
+    if not torch.isfinite(coords).all():
+        raise ValueError("coords contain NaN or infinite values")
+    prof = coords[..., 1].to(torch.float64)  # (T, batch)
+    centred = prof - prof.mean(0, keepdim=True)
+    scale = centred.norm(dim=0)
+    # a bend at the round-off level of the input's dtype, relative to the chord, is no bend
+    chord = coords[..., 0].to(torch.float64).abs().amax(0)
+    tol = 100 * torch.finfo(coords.dtype).eps * chord * prof.shape[0] ** 0.5
+    if (scale <= tol).any() or (scale == 0).any():
+        raise ValueError("a trajectory's profile is constant (no bend): its correlation is undefined")
+    unit = centred / scale
+    return (unit.T @ unit).to(coords.dtype)
+
+
+__all__ += ["boomerang_profile_correlations"]

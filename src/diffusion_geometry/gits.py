@@ -12,9 +12,9 @@ batch serves every sample. The recipe (``gits_utils.get_dp_list`` and ``dp`` of 
    (``metric="dev"``) the mean increase of the perpendicular distance to the teacher's chord,
    :math:`C_{ij} = \operatorname{mean}_b[\operatorname{dev}(\hat x_{i\to j}) - \operatorname{dev}(x_j)]`;
 3. a path :math:`0 = i_0 < i_1 < \dots < i_K = N-1` costs
-   :math:`\sum_{m=0}^{K-1} \gamma^m\, C_{i_m i_{m+1}}` (``coeff`` :math:`\gamma = 1.15` weights the later,
+   :math:`\sum_{m=0}^{K-1} \beta^m\, C_{i_m i_{m+1}}` (``coeff`` :math:`\beta = 1.15` weights the later,
    low-noise segments more); the dynamic programme
-   :math:`V_k(j) = \min_{i > j} C_{ji} + \gamma\, V_{k-1}(i)`, :math:`V_1(j) = C_{j,N-1}`, finds the
+   :math:`V_k(j) = \min_{i > j} C_{ji} + \beta\, V_{k-1}(i)`, :math:`V_1(j) = C_{j,N-1}`, finds the
    cheapest path with :math:`K` steps in :math:`O(K N^2)`.
 
 The schedule is ``fine_grid[path]``; it can drive any sampler.
@@ -85,14 +85,14 @@ def gits_cost_matrix(sigmas, points: torch.Tensor, directions: torch.Tensor, *, 
 
 
 def path_cost(cost: torch.Tensor, path, coeff: float = 1.15) -> float:
-    r"""The DP objective of a path: :math:`\sum_m \gamma^m C_{i_m i_{m+1}}`."""
+    r"""The DP objective of a path: :math:`\sum_m \beta^m C_{i_m i_{m+1}}`."""
     return float(sum(coeff**m * float(cost[a, b]) for m, (a, b) in enumerate(zip(path[:-1], path[1:]))))
 
 
 def gits_dp(cost, n_steps: int, *, coeff: float = 1.15) -> list[int]:
     r"""The cheapest path :math:`0 = i_0 < \dots < i_K = N-1` with ``K = n_steps`` segments.
 
-    Minimises :func:`path_cost` by the dynamic programme :math:`V_k(j) = \min_{i>j} C_{ji} + \gamma V_{k-1}(i)`,
+    Minimises :func:`path_cost` by the dynamic programme :math:`V_k(j) = \min_{i>j} C_{ji} + \beta V_{k-1}(i)`,
     :math:`V_1(j) = C_{j,N-1}` (Chen et al. 2024; ``dp`` in the official code). Ties go to the
     smallest index. Returns the ``n_steps + 1`` indices.
     """

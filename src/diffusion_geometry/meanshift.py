@@ -94,6 +94,11 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
+def _as64(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float64 (exact from any floating dtype), for densities and their differences."""
+    return x.to(torch.float64)
+
+
 # --------------------------------------------------------------------------------------------------
 # mean-shift steps
 # --------------------------------------------------------------------------------------------------
@@ -194,10 +199,14 @@ def log_likelihood_gain(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> 
     shift. Non-negative for :math:`0 \le \lambda \le 2` (Chen et al. 2023, the monotone-likelihood
     theorem); it can be negative for :math:`\lambda > 2`. ``lam`` is a number (result ``(batch,)``)
     or a 1-D sequence of fractions (result ``(len(lam), batch)``).
+
+    Computed in float64 whatever the dtype of ``x`` (the step, the mean shift and both log-densities:
+    at d = 784 a log-density is in the thousands, so float32 would lose the gain); returns float64.
     """
     _check_kde(kde)
     _check_x(x)
     s = _positive_sigma(sigma)
+    x = _as64(x)
     lams, scalar = _lams(lam, x)
     m = kde(x, s)
     base = kde.log_prob(x, s)
@@ -212,15 +221,16 @@ def likelihood_gain_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -
     .. math:: \log\Big(1 + \lambda(2-\lambda)\,\frac{\lVert m_\sigma(x) - x\rVert^2}{2\sigma^2}\Big) \;\ge\; 0.
 
     It follows from the convexity of the Gaussian profile :math:`k(u) = e^{-u/2}`; see the proof in the
-    mean-shift chapter. Same shapes as :func:`log_likelihood_gain`.
+    mean-shift chapter. Same shapes as :func:`log_likelihood_gain`; computed in float64, returns float64.
     """
     _check_kde(kde)
     _check_x(x)
     s = _positive_sigma(sigma)
+    x = _as64(x)
     lams, scalar = _lams(lam, x)
     if (lams > 2).any():
         raise ValueError("the bound holds for step fractions 0 <= lam <= 2 only")
-    shift2 = _flat(kde(x, s) - x).pow(2).sum(1).to(lams.dtype)
+    shift2 = _flat(kde(x, s) - x).pow(2).sum(1)
     out = torch.log1p(lams[:, None] * (2 - lams[:, None]) * shift2[None] / (2 * s**2))
     return out[0] if scalar else out
 
@@ -257,7 +267,8 @@ def likelihood_along(kde: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodStep
     For each step ``n`` and trajectory ``b``: the log-density gain under the step's own bandwidth, the
     theorem's bound, the gain across the bandwidth change, and how far the step is from a partial
     mean-shift step of ``kde`` (see :class:`LikelihoodSteps`). The grid must end above 0 (the density
-    :math:`p_0` of a finite data set is not a function).
+    :math:`p_0` of a finite data set is not a function). Every quantity is computed in float64 from the
+    trajectory's points (exactly converted), whatever their dtype; the fields are float64.
     """
     _check_kde(kde)
     if not isinstance(traj, Trajectory):
@@ -269,7 +280,7 @@ def likelihood_along(kde: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodStep
     same, bound, nxt, resid = [], [], [], []
     for n in range(len(sig) - 1):
         s, s_next = float(sig[n]), float(sig[n + 1])
-        x, x_next = traj.x[n], traj.x[n + 1]
+        x, x_next = _as64(traj.x[n]), _as64(traj.x[n + 1])
         base = kde.log_prob(x, s)
         same.append(kde.log_prob(x_next, s) - base)
         nxt.append(kde.log_prob(x_next, s_next) - base)
@@ -362,3 +373,151 @@ def training_set_2d(name: str, n: int, *, seed: int = 0, dtype: torch.dtype = to
 
 
 __all__ += ["TRAINING_SETS_2D", "training_set_2d"]
+
+
+# --------------------------------------------------------------------------------------------------
+# the bandwidth change: how the density moves when sigma moves with x
+# --------------------------------------------------------------------------------------------------
+
+
+def _pair_chunk(kde: EmpiricalDenoiser, batch: int) -> int:
+    """Training points per chunk so that one (batch, chunk, d) difference tensor stays below 2**22 numbers."""
+    d = math.prod(kde.shape)
+    return max(1, min(len(kde), (1 << 22) // max(1, batch * d)))
+
+
+@torch.no_grad()
+def _over_sigma2(trace: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``trace / sigma**2`` where ``sigma**2`` may underflow: a zero trace (one-hot weights) stays 0."""
+    s2 = sigma * sigma
+    if s2 > 0:
+        return trace / s2
+    return torch.where(trace == 0, torch.zeros_like(trace), torch.full_like(trace, math.inf))
+
+
+def posterior_trace(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+    r"""The trace of the posterior covariance of the training point given ``x`` at noise level ``sigma``:
+
+    .. math:: \operatorname{tr}\operatorname{Cov}[y \mid x] = \sum_i w_i(x)\,\lVert y_i - m_\sigma(x)\rVert^2,
+              \qquad w = \operatorname{softmax}_i\big(-\lVert x - y_i\rVert^2/2\sigma^2\big),
+
+    with :math:`m_\sigma(x) = D^*(x;\sigma)` the mean shift (the posterior mean). It is 0 when the
+    weights are one-hot (``x`` sees a single training point) and large when ``x`` is torn between
+    training points far apart. It decides how the KDE density moves along the probability-flow ODE of
+    the optimal denoiser (Chen et al. 2023, §5, for the sampler; the rate is derived in
+    :func:`log_density_rate` and in the mean-shift chapter's bandwidth exercise).
+
+    Parameters
+    ----------
+    kde : the training set, an :class:`~diffusion_geometry.EmpiricalDenoiser`.
+    x : ``(batch, *kde.shape)`` query points, on the device of the data.
+    sigma : a positive number, the bandwidth.
+
+    Returns ``(batch,)`` in float64 whatever the dtypes of ``x`` and the data, computed from explicit
+    differences :math:`y_i - m` and :math:`x - y_i` (no cancellation), with the logits shifted by the
+    smallest distance (no NaN as sigma -> 0: the limit is one-hot, trace 0), over chunks of the training set with a streaming softmax, so memory
+    stays O(batch x chunk x d) with ``batch * chunk * d`` below about 4 million numbers.
+
+    Raises ``TypeError`` if ``kde`` is not an :class:`~diffusion_geometry.EmpiricalDenoiser` or sigma is
+    not a number, ``ValueError`` for a non-positive or non-finite sigma or a wrongly shaped ``x``.
+    """
+    _check_kde(kde)
+    _check_x(x)
+    s = _positive_sigma(sigma)
+    if tuple(x.shape[1:]) != tuple(kde.shape):
+        raise ValueError(f"x must have shape (batch, {', '.join(map(str, kde.shape))}), got {tuple(x.shape)}")
+    xf = _flat(x).to(torch.float64)
+    kde(xf.reshape(x.shape)[:1], s)  # checks the device
+    log_two_s2 = math.log(2.0) + 2.0 * math.log(s)  # log(2 sigma^2), finite even where sigma^2 underflows
+
+    def scaled(delta):  # delta / (2 sigma^2) for delta >= 0, without forming sigma^2 (0 stays 0)
+        return torch.exp(torch.log(delta) - log_two_s2)
+
+    B, step = xf.shape[0], _pair_chunk(kde, xf.shape[0])
+    chunks = [torch.arange(lo, min(lo + step, len(kde)), device=xf.device) for lo in range(0, len(kde), step)]
+
+    def points(idx):  # (chunk, d) in float64
+        return kde.training_points(idx).reshape(len(idx), -1).to(torch.float64)
+
+    # pass 1: the posterior mean m, by a softmax shifted by the smallest distance so far (the nearest
+    # point has logit 0: no 0/0, and sigma -> 0 gives exactly the nearest point)
+    dmin = torch.full((B,), math.inf, dtype=torch.float64, device=xf.device)
+    tot = torch.zeros(B, dtype=torch.float64, device=xf.device)
+    acc = torch.zeros_like(xf)
+    for idx in chunks:
+        y = points(idx)
+        d2 = (xf[:, None, :] - y[None]).square().sum(-1)  # ||x - y_i||^2 from differences, (B, chunk)
+        new_min = torch.minimum(dmin, d2.min(1).values)
+        rescale = torch.exp(-scaled(dmin - new_min))  # 0 on the first chunk (inf - finite)
+        w = torch.exp(-scaled(d2 - new_min[:, None]))
+        tot = tot * rescale + w.sum(1)
+        acc = acc * rescale[:, None] + w @ y
+        dmin = new_min
+    m = acc / tot[:, None]
+    # pass 2: the weighted spread around m, with the final shift
+    tot.zero_()
+    spread_sum = torch.zeros(B, dtype=torch.float64, device=xf.device)
+    for idx in chunks:
+        y = points(idx)
+        w = torch.exp(-scaled((xf[:, None, :] - y[None]).square().sum(-1) - dmin[:, None]))
+        tot += w.sum(1)
+        spread_sum += (w * (y[None] - m[:, None, :]).square().sum(-1)).sum(1)
+    return spread_sum / tot
+
+
+@torch.no_grad()
+def log_density_rate(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+    r"""How fast the KDE log-density changes along the probability-flow ODE, per unit of :math:`\log\sigma`:
+
+    .. math:: \frac{\mathrm d}{\mathrm d\log\sigma}\,\log p_\sigma\big(x(\sigma)\big)
+              = \frac{\operatorname{tr}\operatorname{Cov}[y \mid x]}{\sigma^2} - d,
+              \qquad \frac{\mathrm dx}{\mathrm d\sigma} = \frac{x - m_\sigma(x)}{\sigma}.
+
+    Derivation: :math:`\partial_\sigma \log p_\sigma = (\mathbb E_w\lVert x - y\rVert^2 - d\sigma^2)/\sigma^3` and
+    :math:`\nabla\log p_\sigma\cdot\mathrm dx/\mathrm d\sigma = -\lVert x - m\rVert^2/\sigma^3`; their sum is
+    :math:`(\operatorname{tr}\operatorname{Cov} - d\sigma^2)/\sigma^3` because
+    :math:`\mathbb E_w\lVert x - y\rVert^2 = \lVert x - m\rVert^2 + \operatorname{tr}\operatorname{Cov}`. Sampling lowers
+    :math:`\sigma`, so the density along the flow *falls* exactly where the rate is positive, i.e. where
+    the posterior covariance trace exceeds :math:`d\sigma^2`; with one-hot weights the rate is
+    :math:`-d` and the density rises by :math:`d\log(\sigma/\sigma')` from :math:`\sigma` to :math:`\sigma'`.
+
+    Same arguments, shapes and errors as :func:`posterior_trace`; returns ``(batch,)``.
+    """
+    _check_kde(kde)
+    s = _positive_sigma(sigma)
+    return _over_sigma2(posterior_trace(kde, x, s), s) - math.prod(kde.shape)
+
+
+@torch.no_grad()
+def euler_bandwidth_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
+    r"""A lower bound on the log-density change of one Euler step *across* the bandwidth change,
+    :math:`\log p_{\sigma'}(x') - \log p_\sigma(x)` with :math:`x' = x + \lambda(m_\sigma(x) - x)`,
+    :math:`\lambda = 1 - \sigma'/\sigma`, :math:`t = \sigma/\sigma' > 1`:
+
+    .. math:: \log p_{\sigma'}(x') - \log p_\sigma(x) \;\ge\; d\log t
+              - \frac{t^2 - 1}{2}\,\frac{\operatorname{tr}\operatorname{Cov}[y\mid x]}{\sigma^2}.
+
+    Proof: with :math:`a = t - 1`, :math:`(x' - y_i)/\sigma' = u_i + a v_i` where :math:`u_i = (x - y_i)/\sigma` and
+    :math:`v_i = (m - y_i)/\sigma`, so the change is
+    :math:`d\log t + \log\mathbb E_w\exp(-a\,u_i\cdot v_i - a^2\lVert v_i\rVert^2/2)`; Jensen's inequality and
+    :math:`\mathbb E_w[u_i\cdot v_i] = \mathbb E_w\lVert v_i\rVert^2 = \operatorname{tr}\operatorname{Cov}/\sigma^2` give the
+    bound, since :math:`a + a^2/2 = (t^2 - 1)/2`. It is an equality when the weights at ``x`` are one-hot
+    (then the change is exactly :math:`d\log t`, however far ``x`` is from its training point), and it
+    shows that a step can lower the density only where
+    :math:`\operatorname{tr}\operatorname{Cov} > \eta\, d\sigma^2` with :math:`\eta = 2\log t/(t^2 - 1) < 1/t < 1`
+    (:math:`\eta \to 1` for small steps, the ODE limit of :func:`log_density_rate`).
+
+    ``kde`` and ``x`` as in :func:`posterior_trace`; ``sigma > sigma_next > 0`` are numbers. Returns
+    ``(batch,)``. Raises ``ValueError`` unless ``sigma > sigma_next > 0``, and the errors of
+    :func:`posterior_trace`.
+    """
+    _check_kde(kde)
+    s, s_next = _positive_sigma(sigma), _positive_sigma(sigma_next)
+    if not s_next < s:
+        raise ValueError(f"need sigma > sigma_next > 0, got sigma={s}, sigma_next={s_next}")
+    t = s / s_next
+    d = math.prod(kde.shape)
+    return d * math.log(t) - (t * t - 1) / 2 * _over_sigma2(posterior_trace(kde, x, s), s)
+
+
+__all__ += ["posterior_trace", "log_density_rate", "euler_bandwidth_bound"]

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .denoisers import _above, _PointSet
+
 __all__ = [
     "CLASSIFIER_NAME",
     "FEATURE_DIM",
@@ -314,7 +316,8 @@ def reference_features(split: str = "test", *, device=None) -> torch.Tensor:
 
 def _as_features(feats, name: str) -> np.ndarray:
     if isinstance(feats, torch.Tensor):
-        feats = feats.detach().cpu().numpy()
+        feats = feats.detach().cpu()
+        feats = (feats.to(torch.float64) if feats.is_floating_point() else feats).numpy()  # bfloat16 too
     if not isinstance(feats, np.ndarray):
         raise TypeError(f"{name} must be a tensor or a numpy array, got {type(feats).__name__}")
     if feats.ndim != 2:
@@ -400,21 +403,40 @@ def fd(images_a, images_b, *, model: nn.Module | None = None, device=None) -> fl
 PrecisionRecall = namedtuple("PrecisionRecall", ["precision", "recall"])
 
 
-def _kth_radius(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
-    """Distance from each row of ``x`` to its k-th nearest *other* row."""
+def _kth_sq_radius(points: _PointSet, k: int, chunk: int) -> torch.Tensor:
+    r"""Squared distance (float64, exact to round-off) from each point to its k-th nearest *other* point.
+
+    A float64 matrix product bounds every squared distance (``denoisers._expansion_coeff``); the k-th
+    smallest upper bound caps the k-th nearest distance, and only the points whose lower bound lies
+    below it get their distance recomputed explicitly, :math:`\sum_k (x_k - y_k)^2`."""
+    x, n = points.points, len(points)
     out = []
-    for lo in range(0, len(x), chunk):
-        d = torch.cdist(x[lo:lo + chunk], x)
-        out.append(d.kthvalue(k + 1, dim=1).values)  # the 1st smallest is the point itself (0)
+    for lo in range(0, n, chunk):
+        q = points.queries(x[lo:lo + chunk])
+        low, up = points.bounds(q, 0, n)
+        own = torch.arange(len(low)), torch.arange(lo, lo + len(low))
+        low[own], up[own] = math.inf, math.inf  # not its own neighbour (a duplicate still counts)
+        thr = _above(up.kthvalue(k, dim=1).values.to(points.f64), q["sd"])
+        rows, cols = torch.nonzero(low <= thr[:, None], as_tuple=True)
+        exact = torch.full(low.shape, math.inf, dtype=points.f64)
+        exact[rows, cols] = points.exact(q, rows, cols)
+        out.append(exact.kthvalue(k, dim=1).values)
     return torch.cat(out)
 
 
-def _coverage(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> float:
-    """Fraction of ``queries`` inside at least one ball ``|q - centre_j| <= radius_j``."""
-    inside = 0
+def _coverage(queries: torch.Tensor, centres: _PointSet, sq_radii: torch.Tensor, chunk: int) -> float:
+    """Fraction of ``queries`` inside at least one ball ``|q - centre_j|^2 <= sq_radii_j``, decided on
+    exact squared distances: the bounds settle every pair but those within round-off of a ball's
+    surface, which are recomputed explicitly."""
+    inside, n = 0, len(centres)
     for lo in range(0, len(queries), chunk):
-        d = torch.cdist(queries[lo:lo + chunk], centres)
-        inside += int((d <= radii[None, :]).any(1).sum())
+        q = centres.queries(queries[lo:lo + chunk])
+        low, up = centres.bounds(q, 0, n)
+        surely = (up <= sq_radii[None, :]).any(1)
+        rows, cols = torch.nonzero((low <= sq_radii[None, :]) & ~surely[:, None], as_tuple=True)
+        hit = centres.exact(q, rows, cols) <= sq_radii[cols]
+        surely[rows[hit]] = True
+        inside += int(surely.sum())
     return inside / len(queries)
 
 
@@ -428,8 +450,11 @@ def precision_recall(real, fake, k: int = 3, *, chunk: int = 1024) -> PrecisionR
               \text{recall} = \tfrac{1}{N}\textstyle\sum_i \mathbf 1[\phi^r_i \in \text{fake manifold}].
 
     ``real`` and ``fake`` are feature matrices ``(N, k)`` (tensors or arrays) or image batches of
-    Fashion-MNIST shape, which are first mapped through :func:`features`. Distances in float64,
-    computed in chunks (memory O(chunk x N)). Returns ``PrecisionRecall(precision, recall)``.
+    Fashion-MNIST shape, which are first mapped through :func:`features`. Squared distances are exact
+    to float64 round-off (a float64 matrix product with a rigorous error bound decides every pair but
+    those within round-off of a ball's surface, which are recomputed as explicit sums), so a sample
+    exactly on a ball's surface counts as inside; computed in chunks (memory O(chunk x N)). Returns
+    ``PrecisionRecall(precision, recall)``.
 
     The k-NN balls estimate a manifold only with enough samples: with tens of samples in 256
     dimensions the balls are wide and precision is biased upwards (even for poor samples); use
@@ -448,8 +473,11 @@ def precision_recall(real, fake, k: int = 3, *, chunk: int = 1024) -> PrecisionR
         raise ValueError(f"feature dimensions differ: {r.shape[1]} vs {g.shape[1]}")
     if min(len(r), len(g)) <= k:
         raise ValueError(f"each set needs more than k = {k} samples, got {len(r)} real and {len(g)} fake")
-    radii_r, radii_g = _kth_radius(r, k, chunk), _kth_radius(g, k, chunk)
-    return PrecisionRecall(_coverage(g, r, radii_r, chunk), _coverage(r, g, radii_g, chunk))
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    real_set, fake_set = _PointSet(r, chunk), _PointSet(g, chunk)
+    sq_r, sq_g = _kth_sq_radius(real_set, k, chunk), _kth_sq_radius(fake_set, k, chunk)
+    return PrecisionRecall(_coverage(g, real_set, sq_r, chunk), _coverage(r, fake_set, sq_g, chunk))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -570,15 +598,22 @@ def main(argv=None) -> int:
     parser.add_argument("--train-classifier", action="store_true", help="train and save the classifier")
     parser.add_argument("--calibrate", action="store_true", help="print the calibration table of the shipped classifier")
     parser.add_argument("--out", help="checkpoint path to write (with --train-classifier)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--n", type=int, default=2000, help="set size for --calibrate")
+    from . import cli
+
+    parser.add_argument("--epochs", type=cli.positive_int, default=3)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=128)
+    parser.add_argument("--lr", type=cli.positive_float, default=2e-3)
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
+    parser.add_argument("--threads", type=cli.positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--n", type=cli.positive_int, default=2000, help="set size for --calibrate")
     args = parser.parse_args(argv)
     if args.train_classifier == args.calibrate:
         parser.error("give exactly one of --train-classifier or --calibrate")
+    with cli.user_errors(parser, cli.USER_ERRORS + (OSError,)):  # bad values, missing data: "error: ..."
+        return _main(parser, args, argv)
+
+
+def _main(parser, args, argv) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.calibrate:

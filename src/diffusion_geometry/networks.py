@@ -46,6 +46,7 @@ __all__ = [
     "sample_shape",
     "load_model",
     "load_pretrained",
+    "shipped_denoisers",
 ]
 
 
@@ -77,8 +78,12 @@ class NoiseEmbedding(nn.Module):
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
         if c_noise.ndim != 1:
             raise ValueError(f"c_noise must have shape (batch,), got {tuple(c_noise.shape)}")
-        phase = 2 * math.pi * c_noise[:, None].to(self.freqs.dtype) * self.freqs[None]
-        return self.mlp(torch.cat([phase.cos(), phase.sin()], dim=1))
+        # the phases are sigma-dependent factors: formed in float32 at least (float16 rounds a phase
+        # of 2 pi * 2 * 2.3 ~ 29 to 0.016 rad); only the features are cast to the layers' dtype
+        work = torch.promote_types(self.freqs.dtype, torch.float32)
+        phase = 2 * math.pi * c_noise[:, None].to(work) * self.freqs[None].to(work)
+        feats = torch.cat([phase.cos(), phase.sin()], dim=1)
+        return self.mlp(feats.to(self.mlp[0].weight.dtype))
 
 
 class MLP(nn.Module):
@@ -303,15 +308,26 @@ def load_model(path, *, sha256: str | None = None) -> EDMPrecond:
     return model
 
 
+def shipped_denoisers() -> list[str]:
+    """Names of the shipped weights that are denoisers (an ``mlp`` or ``unet`` config), sorted; the
+    manifest also lists other networks (the Fashion-MNIST feature classifier), which are not."""
+    return sorted(name for name, entry in manifest().items()
+                  if isinstance(entry.get("config"), dict) and entry["config"].get("kind") in _ALLOWED)
+
+
 def load_pretrained(name: str) -> EDMPrecond:
-    """The shipped model ``name`` (see ``weights/manifest.json``), verified against its SHA-256.
+    """The shipped denoiser ``name`` (see ``weights/manifest.json``), verified against its SHA-256.
 
     The returned ``EDMPrecond`` is in eval mode with gradients off; ``model.config`` and
-    ``model.meta`` hold the checkpoint's config and training record. A manifest config that differs
-    from the checkpoint's raises ``ValueError``.
+    ``model.meta`` hold the checkpoint's config and training record. A name of shipped weights that
+    are not a denoiser (``fashion_classifier``) or a manifest config that differs from the
+    checkpoint's raises ``ValueError``; an unknown name raises ``KeyError``.
     """
     path = pretrained_path(name)
     entry = manifest()[name]
+    if name not in shipped_denoisers():
+        raise ValueError(f"the shipped weights {name!r} are a {entry.get('kind', 'network')}, not a denoiser; "
+                         f"shipped denoisers: {shipped_denoisers()}")
     model = load_model(path, sha256=entry["sha256"])
     if entry["config"] != model.config:
         raise ValueError(f"the manifest config of {name!r} {entry['config']} differs from the "

@@ -8,10 +8,17 @@ receives a dict with ``i``, ``sigma``, ``sigma_next``, ``x`` (the point at ``sig
 ``denoised`` (``D(x; sigma)``) once per grid step, before the step is taken. A step to
 ``sigma = 0`` is always an Euler step, which outputs ``D(x; sigma)``.
 
+Precision: every sigma-dependent factor (step ratios, step sizes, log-sigma ratios, multistep
+weights) is formed in float64 from the grid, the update is computed in float32 at least (in the
+dtype of ``x`` and the denoiser output when that is float32 or float64), and only the new point is
+cast back to that dtype. So float16 and bfloat16 sampling rounds once per update; ``x`` itself must
+be finite (float16 holds ``|x| <= 65504``, which ``sigma_max * N(0, I)`` reaches near
+``sigma_max ~ 1e4``: create such start points in float32).
+
 Each update can be written as the Euler step with an *effective* denoiser output (Chen et al. 2023,
 §4): :math:`x_{n+1} = \frac{\sigma_{n+1}}{\sigma_n} x_n + \big(1 - \frac{\sigma_{n+1}}{\sigma_n}\big) D_\text{eff}`.
 
-Part II additions: :func:`deis` (DEIS-tAB in VE form), :func:`amed` (the AMED step with given
+Part II additions: :func:`deis` (DEIS's rho-AB variant: Adams-Bashforth in sigma), :func:`amed` (the AMED step with given
 per-step parameters, fitted by :mod:`diffusion_geometry.amed`), ODE-Jump (:func:`jump_sigmas`,
 :func:`ode_jump`), and the analytical first step (``afs=True`` on every sampler, :func:`afs_denoised`).
 """
@@ -46,16 +53,54 @@ __all__ = [
 Callback = Callable[[dict], None] | None
 
 
+def _out_dtype(x: torch.Tensor, denoised: torch.Tensor) -> torch.dtype:
+    """The dtype of a new point: that of ``x`` combined with the denoiser output."""
+    return torch.result_type(x, denoised)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the arithmetic runs in: ``dtype``, but at least float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _level(sigma, work: torch.dtype):
+    """A noise level for arithmetic in ``work``: a Python float, or a tensor formed in float64 and cast
+    to ``work`` (a float16 level tensor would round every factor built from it)."""
+    if isinstance(sigma, torch.Tensor):
+        exact = torch.float32 if sigma.device.type == "mps" else torch.float64
+        return sigma.to(exact).to(work)
+    return float(sigma)
+
+
+def _direction(x: torch.Tensor, sigma, denoised: torch.Tensor) -> torch.Tensor:
+    r""":math:`(x - D)/\sigma` in the working dtype (float32 at least), not cast back."""
+    work = _work_dtype(_out_dtype(x, denoised))
+    return (x.to(work) - denoised.to(work)) / _level(sigma, work)
+
+
 def to_d(x: torch.Tensor, sigma, denoised: torch.Tensor) -> torch.Tensor:
-    r"""The ODE direction :math:`\varepsilon = (x - D)/\sigma` (also the noise prediction)."""
-    return (x - denoised) / sigma
+    r"""The ODE direction :math:`\varepsilon = (x - D)/\sigma` (also the noise prediction).
+
+    ``x`` and ``denoised`` of one shape, ``sigma`` a number or a tensor that broadcasts against them.
+    Computed in float32 at least and returned in the dtype of ``x - denoised``."""
+    return _direction(x, sigma, denoised).to(_out_dtype(x, denoised))
 
 
 def euler_step(x: torch.Tensor, sigma, sigma_next, denoised: torch.Tensor) -> torch.Tensor:
     r"""One Euler step as a convex combination (Chen et al. 2023, Prop. 1):
-    :math:`x' = \frac{\sigma'}{\sigma} x + (1 - \frac{\sigma'}{\sigma}) D`."""
-    ratio = sigma_next / sigma
-    return ratio * x + (1 - ratio) * denoised
+    :math:`x' = \frac{\sigma'}{\sigma} x + (1 - \frac{\sigma'}{\sigma}) D`.
+
+    The ratio is formed in float64 from the levels (numbers or tensors), the combination in float32 at
+    least, and the result is returned in the dtype of ``x`` combined with ``denoised``."""
+    out = _out_dtype(x, denoised)
+    work = _work_dtype(out)
+    if isinstance(sigma, torch.Tensor) or isinstance(sigma_next, torch.Tensor):
+        exact = torch.float32 if x.device.type == "mps" else torch.float64
+        ratio = (torch.as_tensor(sigma_next, dtype=exact, device=x.device)
+                 / torch.as_tensor(sigma, dtype=exact, device=x.device)).to(work)
+    else:
+        ratio = sigma_next / sigma
+    return (ratio * x.to(work) + (1 - ratio) * denoised.to(work)).to(out)
 
 
 def _prepare(denoiser, x, sigmas):
@@ -63,6 +108,11 @@ def _prepare(denoiser, x, sigmas):
         raise TypeError("denoiser must be callable as denoiser(x, sigma)")
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise ValueError("x must be a tensor of shape (batch, ...)")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"x holds non-finite values; {x.dtype} holds |x| <= {torch.finfo(x.dtype).max:g} "
+                         "(start points sigma_max * N(0, I) reach about 5 sigma_max): create x in float32 or float64")
     sigmas = check_sigmas(sigmas)
     if sigmas[0] == 0:
         raise ValueError("the grid must start above 0")
@@ -95,7 +145,11 @@ def afs_denoised(x: torch.Tensor, sigma) -> torch.Tensor:
     sigma = float(sigma)
     if not sigma > 0:
         raise ValueError(f"the analytical first step needs sigma > 0, got {sigma}")
-    return x - sigma * x / math.sqrt(1 + sigma**2)
+    # 1 - s/sqrt(1+s^2) without cancellation, formed in float64; only the product is cast
+    root = math.sqrt(1 + sigma**2)
+    factor = 1 / (root * (root + sigma))
+    work = _work_dtype(x.dtype) if x.is_floating_point() else torch.float64
+    return (factor * x.to(work)).to(x.dtype if x.is_floating_point() else work)
 
 
 def _check_afs(afs) -> bool:
@@ -138,13 +192,14 @@ def heun(denoiser, x, sigmas, *, callback: Callback = None, afs: bool = False):
     for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
         den = _denoise(denoiser, x, sig, afs and i == 0)
         _report(callback, i, sig, sig_next, x, den)
-        d = to_d(x, sig, den)
-        x_pred = x + (sig_next - sig) * d
+        out = _out_dtype(x, den)
+        d = _direction(x, sig, den)
+        x_pred = (x + (sig_next - sig) * d).to(out)
         if sig_next == 0:
             x = x_pred
         else:
-            d_next = to_d(x_pred, sig_next, _evaluate(denoiser, x_pred, sig_next))
-            x = x + (sig_next - sig) * 0.5 * (d + d_next)
+            d_next = _direction(x_pred, sig_next, _evaluate(denoiser, x_pred, sig_next))
+            x = (x + (sig_next - sig) * 0.5 * (d + d_next)).to(out)
     return x
 
 
@@ -163,14 +218,15 @@ def dpm_solver_2(denoiser, x, sigmas, *, r: float = 0.5, callback: Callback = No
     for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
         den = _denoise(denoiser, x, sig, afs and i == 0)
         _report(callback, i, sig, sig_next, x, den)
-        d = to_d(x, sig, den)
+        out = _out_dtype(x, den)
+        d = _direction(x, sig, den)
         if sig_next == 0:
-            x = x + (sig_next - sig) * d
+            x = (x + (sig_next - sig) * d).to(out)
             continue
         sig_mid = sig ** (1 - r) * sig_next**r
-        x_mid = x + (sig_mid - sig) * d
-        d_mid = to_d(x_mid, sig_mid, _evaluate(denoiser, x_mid, sig_mid))
-        x = x + (sig_next - sig) * ((1 / (2 * r)) * d_mid + (1 - 1 / (2 * r)) * d)
+        x_mid = (x + (sig_mid - sig) * d).to(out)
+        d_mid = _direction(x_mid, sig_mid, _evaluate(denoiser, x_mid, sig_mid))
+        x = (x + (sig_next - sig) * ((1 / (2 * r)) * d_mid + (1 - 1 / (2 * r)) * d)).to(out)
     return x
 
 
@@ -189,12 +245,14 @@ def dpm_solver_pp_2m(denoiser, x, sigmas, *, callback: Callback = None, afs: boo
     for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
         den = _denoise(denoiser, x, sig, afs and i == 0)
         _report(callback, i, sig, sig_next, x, den)
+        out = _out_dtype(x, den)
         if old_den is None or sig_next == 0:
             d_eff = den
         else:
+            work = _work_dtype(_out_dtype(den, old_den))
             ratio = math.log(s[i - 1] / sig) / math.log(sig / sig_next)
-            d_eff = (1 + 1 / (2 * ratio)) * den - (1 / (2 * ratio)) * old_den
-        x = euler_step(x, sig, sig_next, d_eff)
+            d_eff = (1 + 1 / (2 * ratio)) * den.to(work) - (1 / (2 * ratio)) * old_den.to(work)
+        x = euler_step(x, sig, sig_next, d_eff).to(out)
         old_den = den
     return x
 
@@ -233,14 +291,15 @@ def _multistep(denoiser, x, sigmas, order, step, callback, afs):
     for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
         den = _denoise(denoiser, x, sig, afs and i == 0)
         _report(callback, i, sig, sig_next, x, den)
-        history.insert(0, to_d(x, sig, den))
+        out = _out_dtype(x, den)
+        history.insert(0, _direction(x, sig, den))
         del history[order:]
-        x = den if sig_next == 0 else x + step(s, i, history)
+        x = den.to(out) if sig_next == 0 else (x + step(s, i, history)).to(out)
     return x
 
 
 def deis_coefficients(nodes, sigma_next) -> list[float]:
-    r"""Weights of the DEIS-tAB step in VE form: :math:`c_j = \int_{\sigma_n}^{\sigma_{n+1}} \ell_j(s)\,ds`.
+    r"""Weights of the DEIS step interpolating in sigma (rho-AB): :math:`c_j = \int_{\sigma_n}^{\sigma_{n+1}} \ell_j(s)\,ds`.
 
     ``nodes = (sigma_n, sigma_{n-1}, ..., sigma_{n-k+1})`` are the levels where the directions
     :math:`\varepsilon_{n-j}` are known (current first); :math:`\ell_j` is the Lagrange basis
@@ -251,8 +310,9 @@ def deis_coefficients(nodes, sigma_next) -> list[float]:
     :math:`x_{n+1} = \tfrac{\alpha_{n+1}}{\alpha_n} x_n + \alpha_{n+1}\int \varepsilon\, d\sigma`; in the
     VE form used here :math:`\alpha \equiv 1`, the exponential weight is 1, and the only approximation
     left is :math:`\varepsilon(x_\sigma;\sigma) \approx \sum_j \ell_j(\sigma)\,\varepsilon_{n-j}`,
-    integrated exactly. So DEIS-tAB in the sigma variable is the variable-step Adams-Bashforth method
-    in sigma; with equal steps it reduces to iPNDM's fixed coefficients. The integral is computed
+    integrated exactly. Interpolating in sigma, as here, is DEIS's rho-AB variant: the variable-step
+    Adams-Bashforth method in sigma; with equal steps it reduces to iPNDM's fixed coefficients. The
+    DEIS-tAB numbers of the papers interpolate in the VP time t instead, a different method. The integral is computed
     exactly with the substitution :math:`u = (s - \sigma_n)/(\sigma_{n+1} - \sigma_n)`.
     """
     nodes = [float(v) for v in nodes]
@@ -277,7 +337,7 @@ def deis_coefficients(nodes, sigma_next) -> list[float]:
 
 @torch.no_grad()
 def deis(denoiser, x, sigmas, *, order: int = 3, callback: Callback = None, afs: bool = False):
-    r"""DEIS-tAB (Zhang & Chen 2023) in VE form, one evaluation per step:
+    r"""DEIS (Zhang & Chen 2023), rho-AB variant (polynomial in sigma), one evaluation per step:
 
     .. math:: x_{n+1} = x_n + \sum_{j=0}^{k-1} c_j\,\varepsilon_{n-j}, \qquad
               c_j = \int_{\sigma_n}^{\sigma_{n+1}} \ell_j(s)\, ds,
@@ -339,14 +399,15 @@ def amed(denoiser, x, sigmas, *, r=0.5, c=1.0, callback: Callback = None, afs: b
     for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
         den = _denoise(denoiser, x, sig, afs and i == 0)
         _report(callback, i, sig, sig_next, x, den)
+        out = _out_dtype(x, den)
         if sig_next == 0:
-            x = den
+            x = den.to(out)
             continue
-        d = to_d(x, sig, den)
+        d = _direction(x, sig, den)
         sig_mid = sig ** (1 - rs[i]) * sig_next ** rs[i]
-        x_mid = x + (sig_mid - sig) * d
-        d_mid = to_d(x_mid, sig_mid, _evaluate(denoiser, x_mid, sig_mid))
-        x = x + cs[i] * (sig_next - sig) * d_mid
+        x_mid = (x + (sig_mid - sig) * d).to(out)
+        d_mid = _direction(x_mid, sig_mid, _evaluate(denoiser, x_mid, sig_mid))
+        x = (x + cs[i] * (sig_next - sig) * d_mid).to(out)
     return x
 
 

@@ -3,6 +3,12 @@
 A grid is a 1-D tensor of noise levels sigma_0 > sigma_1 > ... > sigma_n >= 0, walked from the first
 entry (pure noise) to the last (data). Only the last level may be 0; a step to sigma = 0 is a plain
 Euler step that outputs the denoiser's estimate (Karras et al. 2022, "EDM", Alg. 1).
+
+Every generator computes its levels in float64 and casts them to the requested ``dtype`` last; the
+cast grid is checked (:func:`_finish`) and a ``dtype`` that cannot hold that many distinct levels
+(bfloat16 has 8 significant bits: ``edm_sigmas(1000)`` or ``uniform_sigmas(200)`` would repeat
+levels), or that overflows or underflows at the end points, raises ``ValueError`` naming the dtype
+and the count instead of returning a grid that is not strictly decreasing.
 """
 from __future__ import annotations
 
@@ -17,6 +23,32 @@ __all__ = [
     "append_zero",
     "check_sigmas",
 ]
+
+
+def _check_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"a noise grid needs a floating-point dtype, got {dtype!r}")
+
+
+def _finish(sigmas: torch.Tensor, dtype: torch.dtype, device, what: str) -> torch.Tensor:
+    """Cast a float64 grid to ``dtype`` and ``device``; raise ``ValueError`` naming the dtype and the
+    number of levels unless the cast grid is finite, positive where the float64 one is, and strictly
+    decreasing."""
+    out = sigmas.to(dtype=dtype, device=device)
+    n = sigmas.numel()
+    check = out.to(torch.float64) if out.device.type != "mps" else out
+    if not torch.isfinite(check).all():
+        raise ValueError(f"{what}: sigma_max = {float(sigmas[0]):g} overflows {dtype} "
+                         f"(largest {torch.finfo(dtype).max:g}); use float32 or float64")
+    if ((check.cpu() == 0) & (sigmas > 0)).any():
+        raise ValueError(f"{what}: sigma_min = {float(sigmas[sigmas > 0].min()):g} underflows to 0 in {dtype}; "
+                         "use float32 or float64")
+    ties = int((check[1:] >= check[:-1]).sum())
+    if ties:
+        raise ValueError(f"{what}: {dtype} cannot hold {n} distinct levels here ({ties} neighbours become "
+                         f"equal after the cast, so the grid is not strictly decreasing); use fewer steps "
+                         "or float32/float64")
+    return out
 
 
 def _check_range(n_steps: int, sigma_min: float, sigma_max: float) -> None:
@@ -44,7 +76,13 @@ def edm_sigmas(
 
     Karras et al. 2022, Eq. (5); ``rho = 7`` is their default, ``rho = 1`` is uniform in sigma and
     ``rho -> inf`` is uniform in log sigma (:func:`logsnr_sigmas`).
+
+    Returns a strictly decreasing ``(n_steps + 1,)`` tensor of ``dtype`` on ``device``, computed in
+    float64 and cast last. Raises ``ValueError`` for ``n_steps < 1``, ``not 0 < sigma_min < sigma_max``,
+    ``rho <= 0``, a non-floating dtype, or a ``dtype`` that cannot hold the grid (repeated levels
+    after the cast, overflow, underflow; the message names the dtype and the count).
     """
+    _check_dtype(dtype)
     _check_range(n_steps, sigma_min, sigma_max)
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho}")
@@ -52,7 +90,7 @@ def edm_sigmas(
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (hi + ramp * (lo - hi)) ** rho
     sigmas[0], sigmas[-1] = sigma_max, sigma_min  # exact end points despite round-off
-    return sigmas.to(dtype=dtype, device=device)
+    return _finish(sigmas, dtype, device, f"edm_sigmas({n_steps}, rho={rho})")
 
 
 def logsnr_sigmas(
@@ -63,12 +101,15 @@ def logsnr_sigmas(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    r"""Levels uniform in log sigma (equivalently in logSNR = -2 log sigma), ``n_steps + 1`` of them."""
+    r"""Levels uniform in log sigma (equivalently in logSNR = -2 log sigma), ``n_steps + 1`` of them.
+
+    Computed in float64 and cast to ``dtype`` last; raises ``ValueError`` as :func:`edm_sigmas` does."""
+    _check_dtype(dtype)
     _check_range(n_steps, sigma_min, sigma_max)
     logs = torch.linspace(math.log(sigma_max), math.log(sigma_min), n_steps + 1, dtype=torch.float64)
     sigmas = logs.exp()
     sigmas[0], sigmas[-1] = sigma_max, sigma_min
-    return sigmas.to(dtype=dtype, device=device)
+    return _finish(sigmas, dtype, device, f"logsnr_sigmas({n_steps})")
 
 
 def uniform_sigmas(
@@ -79,13 +120,20 @@ def uniform_sigmas(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    r"""Levels uniform in sigma, ``n_steps + 1`` of them (the ``rho = 1`` member of the EDM family)."""
+    r"""Levels uniform in sigma, ``n_steps + 1`` of them (the ``rho = 1`` member of the EDM family).
+
+    Computed in float64 and cast to ``dtype`` last; raises ``ValueError`` as :func:`edm_sigmas` does."""
+    _check_dtype(dtype)
     _check_range(n_steps, sigma_min, sigma_max)
-    return torch.linspace(sigma_max, sigma_min, n_steps + 1, dtype=dtype, device=device)
+    sigmas = torch.linspace(sigma_max, sigma_min, n_steps + 1, dtype=torch.float64)
+    return _finish(sigmas, dtype, device, f"uniform_sigmas({n_steps})")
 
 
 def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
-    """The grid with a final level 0 appended (the last step then outputs the denoiser's estimate)."""
+    """The grid with a final level 0 appended (the last step then outputs the denoiser's estimate).
+
+    Keeps the grid's dtype and device; the result is strictly decreasing because the input is
+    (checked by :func:`check_sigmas`, which raises ``ValueError`` naming the dtype otherwise)."""
     sigmas = check_sigmas(sigmas)
     if sigmas[-1] == 0:
         raise ValueError("the grid already ends at 0")
@@ -108,6 +156,11 @@ def check_sigmas(sigmas) -> torch.Tensor:
         raise ValueError("a noise grid must be finite")
     if (sigmas < 0).any():
         raise ValueError(f"noise levels must be non-negative, got min {sigmas.min().item()}")
-    if not (sigmas[1:] < sigmas[:-1]).all():
-        raise ValueError("a noise grid must be strictly decreasing (from sigma_max to sigma_min)")
+    bad = (sigmas[1:] >= sigmas[:-1]).nonzero().reshape(-1)
+    if bad.numel():
+        i = int(bad[0])
+        raise ValueError(f"a noise grid must be strictly decreasing (from sigma_max to sigma_min); this "
+                         f"{sigmas.dtype} grid of {sigmas.numel()} levels has {bad.numel()} non-decreasing "
+                         f"neighbours, first sigmas[{i}] = {float(sigmas[i]):g} -> sigmas[{i + 1}] = "
+                         f"{float(sigmas[i + 1]):g}")
     return sigmas

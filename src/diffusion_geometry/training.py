@@ -42,7 +42,8 @@ from torch import nn
 from .checkpoints import save_checkpoint
 from .denoisers import EDMPrecond
 
-__all__ = ["edm_loss", "ema_update", "ema_decay_at", "lr_at", "train", "training_data", "run", "main"]
+__all__ = ["edm_loss", "ema_update", "ema_decay_at", "lr_at", "train", "TRAINING_SETS", "training_data", "run",
+           "main"]
 
 P_MEAN, P_STD = -1.2, 1.2
 SIGMA_RANGE = (0.002, 80.0)
@@ -58,6 +59,10 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
     With ``p_uniform > 0`` that fraction of the samples (in expectation) draws :math:`\ln\sigma`
     uniformly on ``log(sigma_range)`` instead (see :func:`train`); ``p_uniform = 0`` is EDM exactly.
     Random numbers come from ``generator`` (on ``y``'s device) when given.
+
+    Precision: sigma, the noise, the weight and the squared error are formed in float32 at least
+    (``y``'s dtype when that is float32 or float64); only the noisy input is cast to ``y.dtype``
+    for the model. The loss is a 0-d tensor in that working dtype.
     """
     if not isinstance(model, EDMPrecond):
         raise TypeError(f"model must be an EDMPrecond, got {type(model).__name__}")
@@ -70,7 +75,11 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
     lo, hi = sigma_range
     if not 0 < lo < hi:
         raise ValueError(f"sigma_range must satisfy 0 < low < high, got {sigma_range}")
-    opts = dict(dtype=y.dtype, device=y.device, generator=generator)
+    # sigma, the noise and the weight are formed in float32 at least (in float16 the weight
+    # (sigma^2 + sd^2)/(sigma sd)^2 = 250,004 at sigma = 0.002 overflows); the random numbers are drawn
+    # in that dtype, so float32 and float64 runs draw exactly what they always did
+    work = torch.promote_types(y.dtype, torch.float32)
+    opts = dict(dtype=work, device=y.device, generator=generator)
     ln_sigma = torch.randn(y.shape[0], **opts) * p_std + p_mean
     if p_uniform > 0:
         pick = torch.rand(y.shape[0], **opts) < p_uniform
@@ -81,7 +90,9 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
     s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
     sd = model.sigma_data
     weight = (s**2 + sd**2) / (s * sd) ** 2
-    return (weight * (model(y + s * noise, sigma) - y) ** 2).mean()
+    yw = y.to(work)
+    denoised = model((yw + s * noise).to(y.dtype), sigma)
+    return (weight * (denoised.to(work) - yw) ** 2).mean()
 
 
 @torch.no_grad()
@@ -267,49 +278,79 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
 # --------------------------------------------------------------------------------------------------
 
 
+TRAINING_SETS = {"toy2d_mlp": "mixture_2d", "digits_unet": "digits", "fashion_unet": "fashion_mnist",
+                 "fashion_unet_large": "fashion_mnist"}
+"""The data set each trainable model config learns (the ``--model`` choices of ``dg-train``)."""
+
+
 def training_data(name: str, *, n_data: int | None = None, seed: int = 0) -> torch.Tensor:
-    """The training set of a named model: ``toy2d_mlp`` -> ``n_data`` (default 4096) points of
-    ``datasets.mixture_2d()`` drawn with ``seed``; ``digits_unet`` -> the 1,797 scikit-learn digits;
-    ``fashion_unet`` -> the 60,000 Fashion-MNIST training images (``n_data`` keeps the first ones)."""
+    """The training set of a named model (:data:`TRAINING_SETS`): ``toy2d_mlp`` -> ``n_data``
+    (default 4096) points of ``datasets.mixture_2d()`` drawn with ``seed``; ``digits_unet`` -> the
+    1,797 scikit-learn digits; ``fashion_unet`` and ``fashion_unet_large`` -> the 60,000
+    Fashion-MNIST training images (``n_data`` keeps the first ones, and must not exceed them).
+    Raises ``ValueError`` for an unknown name or an ``n_data`` that is not a positive integer (or is
+    larger than the data set), ``FileNotFoundError`` when Fashion-MNIST is not installed."""
     from . import datasets
 
-    if name == "toy2d_mlp":
+    if name not in TRAINING_SETS:
+        raise ValueError(f"no training data defined for {name!r}; models with training data: {sorted(TRAINING_SETS)}")
+    if n_data is not None and (not isinstance(n_data, int) or isinstance(n_data, bool) or n_data < 1):
+        raise ValueError(f"n_data must be a positive integer or None, got {n_data!r}")
+    kind = TRAINING_SETS[name]
+    if kind == "mixture_2d":
         g = torch.Generator().manual_seed(seed)
         return datasets.mixture_2d(dtype=torch.float32).sample(n_data or 4096, generator=g)
-    if name == "digits_unet":
-        data = datasets.digits()[0]
-    elif name == "fashion_unet":
-        data = datasets.fashion_mnist("train")[0]
-    else:
-        raise ValueError(f"no training data defined for {name!r}")
+    data = datasets.digits()[0] if kind == "digits" else datasets.fashion_mnist("train")[0]
+    if n_data is not None and n_data > data.shape[0]:
+        raise ValueError(f"n_data = {n_data} exceeds the {data.shape[0]:,} training points of {name!r}")
     return data[:n_data] if n_data else data
 
 
-def run(argv=None) -> str:
-    """Parse the command line ``argv``, train the named model, save its checkpoint; return the sha256."""
-    from .networks import CONFIGS, build_model, count_parameters
+def _parser() -> argparse.ArgumentParser:
+    from . import cli
 
     p = argparse.ArgumentParser(prog="dg-train", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=sorted(CONFIGS), help="named model config")
-    p.add_argument("--steps", type=int, required=True, help="optimiser steps")
+    p.add_argument("--model", required=True, choices=sorted(TRAINING_SETS), help="named model config")
+    p.add_argument("--steps", type=cli.positive_int, required=True, help="optimiser steps")
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--p-uniform", type=float, default=0.1,
+    p.add_argument("--batch-size", type=cli.positive_int, default=128)
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
+    p.add_argument("--warmup", type=cli.non_negative_int, default=200, help="learning-rate warm-up steps")
+    p.add_argument("--ema-decay", type=cli.fraction, default=0.999, help="EMA decay in [0, 1)")
+    p.add_argument("--p-uniform", type=cli.fraction, default=0.1,
                    help="fraction of noise levels drawn log-uniformly on [0.002, 80]")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the training run")
-    p.add_argument("--n-data", type=int, default=None, help="use only the first N training points")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0,
+                   help="seeds the initial weights and the training run")
+    p.add_argument("--n-data", type=cli.positive_int, default=None, help="use only the first N training points")
+    p.add_argument("--threads", type=cli.positive_int, default=None, help="torch.set_num_threads")
+    p.add_argument("--device", type=cli.device, default="cpu")
     p.add_argument("--state", default=None, help="training-state file for resuming (default OUT.state)")
-    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--save-every", type=cli.positive_int, default=500)
     p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(argv=None) -> str:
+    """Parse the command line ``argv``, train the named model, save its checkpoint; return the sha256.
+
+    Bad input (an unknown model, a non-positive ``--steps``, a state file of another run, missing
+    data, ...) exits like argparse: ``dg-train: error: ...`` on stderr and status 2."""
+    from . import cli
+
+    p = _parser()
     args = p.parse_args(argv)
+    if args.ema_decay >= 1:
+        p.error(f"argument --ema-decay: expected a number in [0, 1), got {args.ema_decay}")
+    with cli.user_errors(p, cli.USER_ERRORS + (OSError, FloatingPointError)):
+        return _run(args, argv)
+
+
+def _run(args, argv) -> str:
+    from .networks import CONFIGS, build_model, count_parameters
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads is not None:
-        if args.threads < 1:
-            p.error("--threads must be positive")
         torch.set_num_threads(args.threads)
     command = "python -m diffusion_geometry.training " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
@@ -344,7 +385,8 @@ def run(argv=None) -> str:
 
 def main(argv=None) -> int:
     """``python -m diffusion_geometry.training`` / ``dg-train``: train a named model, save a
-    checkpoint and print its sha256; returns the exit status 0."""
+    checkpoint and print its sha256; returns the exit status 0 (bad input: ``SystemExit(2)`` after
+    one ``dg-train: error: ...`` line on stderr)."""
     run(argv)
     return 0
 

@@ -42,9 +42,10 @@ class Trajectory:
 
     @property
     def directions(self) -> torch.Tensor:
-        r"""The ODE directions :math:`\varepsilon_i = (x_i - D_i)/\sigma_i`, ``(n, batch, ...)``."""
-        s = self.sigmas[:-1].to(self.x).reshape(-1, *([1] * (self.x.ndim - 1)))
-        return (self.x[:-1] - self.denoised) / s
+        r"""The ODE directions :math:`\varepsilon_i = (x_i - D_i)/\sigma_i`, ``(n, batch, ...)``, in the
+        dtype of ``x - denoised`` (computed in float32 at least, see :func:`~diffusion_geometry.samplers.to_d`)."""
+        s = self.sigmas[:-1].to(self.x.device).reshape(-1, *([1] * (self.x.ndim - 1)))
+        return _samplers.to_d(self.x[:-1], s, self.denoised)
 
 
 class CountingDenoiser:
@@ -58,32 +59,66 @@ class CountingDenoiser:
         return self.denoiser(x, sigma)
 
 
+def _listing(values: list, limit: int = 12) -> str:
+    """``[0, 0, 1, ...]`` with at most ``limit`` entries shown."""
+    shown = ", ".join(map(str, values[:limit]))
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
 def sample(denoiser, x: torch.Tensor, sigmas, method: str = "heun", **opts) -> Trajectory:
     """Run the sampler ``method`` from ``x`` (at ``sigmas[0]``) along ``sigmas`` and record both
     trajectories. ``opts`` go to the sampler (e.g. ``r=`` for ``dpm_solver_2``, ``order=`` for
-    ``ipndm``). ``method`` may also be a sampler function with the common signature."""
+    ``ipndm``). ``method`` may also be a sampler function with the common signature.
+
+    The record is built from the sampler's callback, which must report each grid step exactly once,
+    in order: ``i = 0, 1, ..., len(sigmas) - 2``, with the point ``x`` at ``sigmas[i]`` and its
+    ``denoised`` value (the samplers of :mod:`diffusion_geometry.samplers` do). With the returned final
+    sample that gives ``len(sigmas)`` points of the sampling trajectory and ``len(sigmas) - 1`` of the
+    denoising trajectory. A sampler that reports more or fewer steps, out of order, without the keys
+    ``i``, ``x`` and ``denoised``, or with tensors of another shape than ``x`` raises ``ValueError``
+    naming the method, the expected count and the count received (a user ``callback`` still sees
+    every report, before the check).
+    """
     if callable(method):
         fn, name = method, getattr(method, "__name__", "custom")
     elif method in _samplers.SAMPLERS:
         fn, name = _samplers.SAMPLERS[method], method
     else:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_samplers.SAMPLERS)}")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a tensor of shape (batch, ...), got {type(x).__name__}")
     sigmas = check_sigmas(sigmas)
     counting = CountingDenoiser(denoiser)
-    xs, dens = [x], []
-
-    def record(state):
-        if state["i"] > 0:
-            xs.append(state["x"])
-        dens.append(state["denoised"])
-
+    reports: list[dict] = []
     user_cb = opts.pop("callback", None)
 
     def callback(state):
-        record(state)
+        if not isinstance(state, dict) or not {"i", "x", "denoised"} <= set(state):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"method {name!r} reported {got}; the trajectory record needs a dict with "
+                             "keys 'i', 'x' and 'denoised'")
+        reports.append(state)
         if user_cb is not None:
             user_cb(state)
 
     final = fn(counting, x, sigmas, callback=callback, **opts)
-    xs.append(final)
+    n_points = len(sigmas)
+    steps = [r["i"] for r in reports]
+    expected = list(range(n_points - 1))
+    if steps != expected:
+        order = " (out of order)" if len(steps) == len(expected) else ""
+        raise ValueError(
+            f"method {name!r} on a grid of len(sigmas) = {n_points} levels must report each step once, in "
+            f"order (i = 0..{n_points - 2}), for a trajectory of {n_points} points; it made {len(steps)} "
+            f"reports ({len(steps) + 1} points) with i = {_listing(steps)}{order}")
+    if not isinstance(final, torch.Tensor):
+        raise ValueError(f"method {name!r} returned {type(final).__name__}, not the final sample tensor")
+    xs = [x, *(r["x"] for r in reports[1:]), final]
+    dens = [r["denoised"] for r in reports]
+    for label, seq in (("x", xs), ("denoised", dens)):
+        for k, t in enumerate(seq):
+            if not isinstance(t, torch.Tensor) or t.shape != x.shape:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"method {name!r}: {label} at step {k} has shape {shape}, "
+                                 f"expected {tuple(x.shape)} (the shape of x)")
     return Trajectory(sigmas=sigmas, x=torch.stack(xs), denoised=torch.stack(dens), nfe=counting.nfe, method=name)
