@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
+    for p in args.notebooks:
+        try:
+            nbformat.read(p, as_version=4)
+        except Exception as err:
+            parser.error(f"{p} is not a notebook: {type(err).__name__}")
     table = {}
     for run in range(args.runs):
         for path in args.notebooks:

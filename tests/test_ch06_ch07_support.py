@@ -148,3 +148,32 @@ def test_posterior_trace_is_exact_in_every_dtype_and_finite_as_sigma_vanishes(dt
         rate = ms.log_density_rate(kde, x, sigma)
         assert torch.isfinite(rate).all()
         torch.testing.assert_close(rate, torch.full_like(rate, -784.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_mean_shift_step_rounds_once(dtype):
+    """x + lam (m - x) formed in float64 from the rounded inputs, cast once; lam = 1 returns m itself."""
+    gen = torch.Generator().manual_seed(5)
+    y = ((torch.rand(50, 784, generator=gen) * 2 - 1) + 100).to(dtype)
+    kde = dg.EmpiricalDenoiser(y)
+    x = (y[:3].double() + 0.3 * torch.randn(3, 784, generator=gen, dtype=torch.float64)).to(dtype)
+    m = kde(x, 0.5)
+    assert torch.equal(ms.mean_shift_step(kde, x, 0.5, 1.0), m)
+    ref = (x.double() + 0.3 * (m.double() - x.double())).to(dtype)
+    assert torch.equal(ms.mean_shift_step(kde, x, 0.5, 0.3), ref)
+
+
+def test_likelihood_functions_have_no_nan_or_overflow_as_sigma_vanishes():
+    gen = torch.Generator().manual_seed(6)
+    y = torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    kde = dg.EmpiricalDenoiser(y)
+    # the bound log(1 + lam (2 - lam) |m - x|^2 / 2 sigma^2) ~ log(|m - x|^2 / 2) - 2 log sigma: finite
+    shift2 = (kde(x, 1e-160) - x).square().sum(1)
+    expected = torch.log(shift2 / 2) - 2 * math.log(1e-160)
+    torch.testing.assert_close(ms.likelihood_gain_bound(kde, x, 1e-160, 1.0), expected, rtol=1e-12, atol=0)
+    # one-hot weights: the Euler step across bandwidths gains exactly d log t
+    got = ms.euler_bandwidth_bound(kde, x, 1e-3, 1e-200)
+    torch.testing.assert_close(got, torch.full_like(got, 3 * math.log(1e-3 / 1e-200)), rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="overflow float64"):
+        ms.log_likelihood_gain(kde, x, 1e-170, 1.0)

@@ -504,8 +504,9 @@ def test_edm_precond_zero_net_is_the_exact_gaussian_denoiser():
 
 
 def test_edm_precond_bad_input():
-    with pytest.raises(ValueError, match="sigma_data must be positive"):
-        EDMPrecond(_Recorder(), sigma_data=0.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sigma_data must be a positive finite number"):
+            EDMPrecond(_Recorder(), sigma_data=bad)
     D = EDMPrecond(_Recorder())
     with pytest.raises(ValueError, match="sigma must be positive for a preconditioned network"):
         D(torch.zeros(2, 3, dtype=F64), 0.0)

@@ -468,6 +468,10 @@ def tiny_ckpt(tmp_path_factory):
     (["--sigma-min", "90"], "need --sigma-min < --sigma-max"),
     (["--sigma-max", "nan"], "argument --sigma-max: expected a positive number, got 'nan'"),
     (["--device", "gpu7"], "argument --device: not a torch device: 'gpu7'"),
+    (["--sampler", "dpm_solver_2", "--opt", "r=abc"], "sampler option r takes a number, got 'abc'"),
+    (["--opt", "afs=yes"], "sampler option afs takes true or false, got 'yes'"),
+    (["--out", __file__], "exists and is not a directory"),
+    (["--out", __file__ + "/sub"], "a parent is not a directory"),
 ])
 def test_generate_command_bad_input(capsys, tmp_path, tiny_ckpt, args, match):
     base = {"--model": tiny_ckpt, "--n": "2", "--steps": "2", "--out": str(tmp_path / "out")}
@@ -491,6 +495,9 @@ def test_generate_command_bad_input(capsys, tmp_path, tiny_ckpt, args, match):
     (["--threads", "0"], "argument --threads"),
     (["--warmup", "-1"], "argument --warmup: expected a non-negative integer"),
     (["--device", "gpu7"], "argument --device: not a torch device"),
+    (["--state", __file__], "is not a training state of this package"),
+    (["--out", "/"], "is a directory; give a file name"),
+    (["--out", __file__ + "/m.pt"], "a parent is not a directory"),
 ])
 def test_train_command_bad_input(capsys, tmp_path, args, match):
     base = {"--model": "toy2d_mlp", "--steps": "1", "--out": str(tmp_path / "m.pt")}
@@ -579,3 +586,29 @@ def test_console_script_answers_like_a_command_line(tmp_path):
     assert res.stderr.strip().splitlines()[-1].endswith("error: unknown model 'nope': not a file and not a "
                                                           "shipped denoiser ['digits_unet', 'fashion_unet']")
     assert sum("error:" in ln for ln in res.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("sigma", [1e155, 1e200, 1e300])
+def test_edm_precond_at_sigmas_whose_square_overflows_float64(sigma):
+    """sqrt(sigma^2 + sigma_data^2) is formed by hypot: D = sigma * 0.5 / sqrt(sigma^2 + 0.25) = 0.5."""
+    class Ones(torch.nn.Module):
+        def forward(self, x, c_noise):
+            return torch.ones_like(x)
+
+    D = dg.EDMPrecond(Ones())
+    out = D(torch.zeros(2, 3, dtype=torch.float64), sigma)
+    assert torch.equal(out, torch.full_like(out, 0.5))
+    c_skip, c_out, c_in, _ = D.coefficients(torch.tensor(sigma, dtype=torch.float64))
+    assert float(c_out) == 0.5 and float(c_in) == pytest.approx(1 / sigma, rel=1e-15)
+    assert float(c_skip) == pytest.approx((0.5 / sigma) ** 2, rel=1e-12, abs=1e-320)
+
+
+def test_gaussian_mixture_keeps_the_users_covariances_and_weights_in_float64():
+    """Half-precision means must not round the variances and weights the user gave (1e-8 is 0 in float16)."""
+    gm = dg.GaussianMixture(torch.tensor([[0.0], [1.0]], dtype=torch.float16), 1e-8, weights=[0.1, 0.9])
+    x = torch.tensor([[0.25]], dtype=torch.float16)
+    ref = dg.GaussianMixture(torch.tensor([[0.0], [1.0]], dtype=torch.float64), 1e-8, weights=[0.1, 0.9])
+    assert gm.denoise(x, 1e-4).item() == ref.denoise(x.double(), 1e-4).to(torch.float16).item()
+    r = gm.responsibilities(torch.tensor([[0.5]], dtype=torch.float16), 0.1)
+    r_ref = ref.responsibilities(torch.tensor([[0.5]], dtype=torch.float64), 0.1).to(torch.float16)
+    assert torch.equal(r, r_ref)

@@ -97,9 +97,9 @@ def test_bad_sigma_range(fn, lo, hi):
         fn(10, lo, hi)
 
 
-@pytest.mark.parametrize("rho", [0.0, -7.0])
+@pytest.mark.parametrize("rho", [0.0, -7.0, float("inf"), float("nan")])
 def test_bad_rho(rho):
-    with pytest.raises(ValueError, match="rho must be positive"):
+    with pytest.raises(ValueError, match="rho must be a positive finite number"):
         dg.edm_sigmas(10, rho=rho)
 
 

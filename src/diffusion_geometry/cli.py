@@ -23,7 +23,7 @@ import torch
 __all__ = ["positive_int", "non_negative_int", "positive_float", "finite_float", "fraction",
            "device", "user_errors", "USER_ERRORS"]
 
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, KeyError)
 """Exceptions that :func:`user_errors` reports as a usage error: the package raises these for bad
 values, unknown names and missing files."""
 

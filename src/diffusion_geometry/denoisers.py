@@ -112,10 +112,16 @@ class GaussianMixture:
             raise ValueError(f"means must have shape (K, d) with K, d >= 1, got {tuple(means.shape)}")
         K, d = means.shape
         f64 = _exact_dtype(means.device)
-        cov = torch.as_tensor(covariances, dtype=means.dtype, device=means.device)
-        if cov.ndim == 0:
-            cov = cov.expand(K).clone()
-        c64 = cov.to(f64)  # the checks and every computation below run in float64
+
+        def as_f64(v):  # the user's numbers in float64, never first rounded to the dtype of ``means``
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                return v.to(device=means.device, dtype=f64)
+            return torch.as_tensor(v, dtype=f64, device=means.device)
+
+        c64 = as_f64(covariances)  # the checks and every computation below run in float64
+        if c64.ndim == 0:
+            c64 = c64.expand(K).clone()
+        cov = c64  # the shape checks; stored in the dtype of ``means`` below
         if cov.shape == (K,):
             kind = "iso"
             if (cov < 0).any():
@@ -135,16 +141,13 @@ class GaussianMixture:
                 f"covariances must have shape (K,), (K, d) or (K, d, d) with K={K}, d={d}; "
                 f"got {tuple(cov.shape)}"
             )
-        if weights is None:
-            weights = torch.full((K,), 1.0 / K, dtype=means.dtype, device=means.device)
-        weights = torch.as_tensor(weights, dtype=means.dtype, device=means.device)
-        if weights.shape != (K,) or (weights <= 0).any():
-            raise ValueError(f"weights must be {K} positive numbers, got shape {tuple(weights.shape)}")
-        if not (torch.isfinite(means).all() and torch.isfinite(c64).all() and torch.isfinite(weights).all()):
+        w64 = torch.full((K,), 1.0 / K, dtype=f64, device=means.device) if weights is None else as_f64(weights)
+        if w64.shape != (K,) or (w64 <= 0).any():
+            raise ValueError(f"weights must be {K} positive numbers, got {w64.tolist() if w64.numel() <= 8 else tuple(w64.shape)}")
+        if not (torch.isfinite(means).all() and torch.isfinite(c64).all() and torch.isfinite(w64).all()):
             raise ValueError("means, covariances and weights must be finite")
-        self.means, self.covariances, self.kind = means, cov, kind
-        self.weights = weights / weights.sum()
-        w64 = weights.to(f64)
+        self.means, self.covariances, self.kind = means, c64.to(means.dtype), kind
+        self.weights = (w64 / w64.sum()).to(means.dtype)
         self._means64, self._cov64, self._logw64 = means.to(f64), c64, torch.log(w64 / w64.sum())
 
     @classmethod
@@ -606,6 +609,8 @@ class EmpiricalDenoiser:
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.shape))}), got {shape}")
+        if x.shape[0] == 0:
+            raise ValueError("x is an empty batch: give at least one query point")
         if x.device != self.data.device:
             raise ValueError(f"x is on {x.device} but the data are on {self.data.device}")
         return x.reshape(x.shape[0], -1)
@@ -903,8 +908,8 @@ class EDMPrecond(nn.Module):
 
     def __init__(self, net: nn.Module, sigma_data: float = 0.5):
         super().__init__()
-        if not sigma_data > 0:
-            raise ValueError(f"sigma_data must be positive, got {sigma_data}")
+        if not (sigma_data > 0 and math.isfinite(sigma_data)):
+            raise ValueError(f"sigma_data must be a positive finite number, got {sigma_data}")
         self.net = net
         self.sigma_data = float(sigma_data)
 
@@ -917,9 +922,9 @@ class EDMPrecond(nn.Module):
         if not isinstance(sigma, torch.Tensor):
             sigma = torch.as_tensor(sigma, dtype=torch.float64)
         sigma = sigma.to(_exact_dtype(sigma.device))
-        sd = self.sigma_data
-        norm = (sigma**2 + sd**2).sqrt()
-        return sd**2 / norm**2, sigma * sd / norm, 1 / norm, sigma.log() / 4
+        sd = torch.full_like(sigma, self.sigma_data)
+        norm = torch.hypot(sigma, sd)  # sqrt(sigma^2 + sigma_data^2) without forming the squares
+        return (sd / norm) ** 2, sigma * (sd / norm), 1 / norm, sigma.log() / 4
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():

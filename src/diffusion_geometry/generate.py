@@ -354,13 +354,20 @@ def _check_sampler_opts(sampler: str, opts: dict) -> None:
     if unknown:
         raise ValueError(f"sampler {sampler!r} takes no option {', '.join(map(repr, unknown))}; "
                          f"its options: {allowed}")
+    for name, value in opts.items():  # the value's kind must be the kind of the option's default
+        default = params[name].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"sampler option {name} takes true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"sampler option {name} takes a number, got {value!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
     from . import cli
     from .networks import shipped_denoisers
 
-    p = argparse.ArgumentParser(prog="python -m diffusion_geometry.generate",
+    p = argparse.ArgumentParser(prog="dg-generate",
                                 description="Generate N samples with any sampler and schedule (torchrun-shardable).")
     try:
         names = ", ".join(shipped_denoisers())
@@ -442,6 +449,11 @@ def main(argv=None) -> int:
         _check_sampler_opts(args.sampler, dict(args.opt))
         if args.sigmas is None and not args.sigma_min < args.sigma_max:
             raise ValueError(f"need --sigma-min < --sigma-max, got {args.sigma_min} and {args.sigma_max}")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a directory")
+        if any(p.exists() and not p.is_dir() for p in out.parents):
+            raise ValueError(f"--out {out}: a parent is not a directory")
         return _main(args, argv, parser)
 
 

@@ -79,8 +79,9 @@ def _positive_sigma(sigma) -> float:
 
 
 def _lams(lam, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """``lam`` as a 1-D tensor of step fractions and whether it was a scalar."""
-    t = torch.as_tensor(lam, dtype=like.dtype, device=like.device)
+    """``lam`` as a 1-D float64 tensor of step fractions (never rounded to ``like``'s dtype) and whether
+    it was a scalar."""
+    t = torch.as_tensor(lam, dtype=torch.float64, device=like.device)
     if t.ndim > 1:
         raise ValueError(f"lam must be a number or a 1-D sequence, got shape {tuple(t.shape)}")
     if t.numel() == 0:
@@ -119,7 +120,11 @@ def mean_shift_step(denoiser, x: torch.Tensor, sigma, lam: float = 1.0) -> torch
     t, scalar = _lams(lam, x)
     if not scalar:
         raise ValueError("mean_shift_step takes one step fraction lam (a number)")
-    return x + float(t) * (denoiser(x, s) - x)
+    m = denoiser(x, s)
+    if float(t) == 1.0:
+        return m  # the full step is the weighted mean itself
+    x64 = x.to(torch.promote_types(x.dtype, torch.float64))  # one rounding, at the end
+    return (x64 + float(t) * (m.to(x64.dtype) - x64)).to(m.dtype)
 
 
 @torch.no_grad()
@@ -210,7 +215,11 @@ def log_likelihood_gain(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> 
     lams, scalar = _lams(lam, x)
     m = kde(x, s)
     base = kde.log_prob(x, s)
-    gains = torch.stack([kde.log_prob(x + float(l) * (m - x), s) - base for l in lams])
+    moved = [kde.log_prob(x + float(l) * (m - x), s) for l in lams]
+    if not (torch.isfinite(base).all() and all(torch.isfinite(v).all() for v in moved)):
+        raise ValueError(f"the log-densities at sigma = {s:g} overflow float64 (|x - y|^2 / 2 sigma^2 > 1e308): "
+                         "their difference is not defined; use a larger sigma")
+    gains = torch.stack([v - base for v in moved])
     return gains[0] if scalar else gains
 
 
@@ -231,7 +240,11 @@ def likelihood_gain_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -
     if (lams > 2).any():
         raise ValueError("the bound holds for step fractions 0 <= lam <= 2 only")
     shift2 = _flat(kde(x, s) - x).pow(2).sum(1)
-    out = torch.log1p(lams[:, None] * (2 - lams[:, None]) * shift2[None] / (2 * s**2))
+    # log(1 + c q) with q = |m - x|^2 / 2 sigma^2, as logaddexp(0, log c + log q): q is never formed, so
+    # it cannot overflow as sigma -> 0 (c = 0 or a zero shift give log(0) = -inf and a bound of 0)
+    log_q = torch.log(shift2) - math.log(2.0) - 2.0 * math.log(s)
+    c = lams[:, None] * (2 - lams[:, None])
+    out = torch.logaddexp(torch.zeros((), dtype=log_q.dtype), torch.log(c) + log_q[None])
     return out[0] if scalar else out
 
 
@@ -517,7 +530,9 @@ def euler_bandwidth_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, sigma_
         raise ValueError(f"need sigma > sigma_next > 0, got sigma={s}, sigma_next={s_next}")
     t = s / s_next
     d = math.prod(kde.shape)
-    return d * math.log(t) - (t * t - 1) / 2 * _over_sigma2(posterior_trace(kde, x, s), s)
+    ratio = _over_sigma2(posterior_trace(kde, x, s), s)
+    spread = torch.where(ratio == 0, torch.zeros_like(ratio), (t * t - 1) / 2 * ratio)  # one-hot: no inf * 0
+    return d * math.log(t) - spread
 
 
 __all__ += ["posterior_trace", "log_density_rate", "euler_bandwidth_bound"]

@@ -52,8 +52,12 @@ def _finish(sigmas: torch.Tensor, dtype: torch.dtype, device, what: str) -> torc
 
 
 def _check_range(n_steps: int, sigma_min: float, sigma_max: float) -> None:
-    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+    import numbers
+
+    if not isinstance(n_steps, numbers.Integral) or isinstance(n_steps, bool) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max)):
+        raise ValueError(f"sigma_min and sigma_max must be finite, got {sigma_min} and {sigma_max}")
     if not (0 < sigma_min < sigma_max):
         raise ValueError(
             f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}"
@@ -84,8 +88,8 @@ def edm_sigmas(
     """
     _check_dtype(dtype)
     _check_range(n_steps, sigma_min, sigma_max)
-    if not rho > 0:
-        raise ValueError(f"rho must be positive, got {rho}")
+    if not (rho > 0 and math.isfinite(rho)):
+        raise ValueError(f"rho must be a positive finite number, got {rho} (rho -> inf is logsnr_sigmas)")
     ramp = torch.linspace(0, 1, n_steps + 1, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (hi + ramp * (lo - hi)) ** rho

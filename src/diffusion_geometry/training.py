@@ -204,7 +204,12 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
                     "ema_decay": float(ema_decay), "n_data": int(data.shape[0]),
                     "p_uniform": float(p_uniform)}
     if state_path is not None and resume and Path(state_path).is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
+        try:
+            state = torch.load(state_path, map_location=device, weights_only=True)
+        except Exception as err:  # a file that is not a training state (pickle, zip or format error)
+            raise ValueError(f"{state_path} is not a training state of this package: {type(err).__name__}") from err
+        if not isinstance(state, dict) or not {"model", "ema", "optimizer", "rng", "step"} <= set(state):
+            raise ValueError(f"{state_path} is not a training state of this package (missing keys)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
@@ -358,8 +363,14 @@ def _run(args, argv) -> str:
     data = training_data(args.model, n_data=args.n_data, seed=args.seed)
     model = build_model(config, seed=args.seed).to(args.device)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     state = args.state or str(out) + ".state"
+    # fail before training, not after it: the checkpoint and the state file must be writable files
+    for path, flag in ((out, "--out"), (Path(state), "--state")):
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a directory; give a file name")
+        if any(p.exists() and not p.is_dir() for p in path.parents):
+            raise ValueError(f"{flag} {path}: a parent is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(f"{args.model}: {count_parameters(model):,} parameters, {data.shape[0]:,} training points "
           f"of shape {tuple(data.shape[1:])}, {torch.get_num_threads()} threads", flush=True)
     ema, hist = train(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
