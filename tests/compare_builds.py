@@ -11,7 +11,11 @@ moves the outputs of ``glue(...)`` there). For every executed notebook this comp
 * every stream (``print`` of a measured value before its ``assert``), ``text/plain``, ``text/markdown``,
   ``text/latex`` and ``image/png`` output.
 
-HTML outputs are left out: a ``to_jshtml`` animation and an ipywidgets view carry fresh random element
+Two things are normalised first. A cell's stream output is compared as the set of its distinct lines
+per stream (the kernel splits a stream into messages as its output buffer flushes, differently from run
+to run, and myst-nb's stream merging then repeats some pieces in the stored notebook), and
+wall-clock durations printed beside results (``in 1.8 s``, ``(53 s)``) are replaced by ``<t> s``: a
+duration is not a result of the book. HTML outputs are left out: a ``to_jshtml`` animation and an ipywidgets view carry fresh random element
 and model ids in every run, so they differ by construction; the PNG frames behind the animation are
 the figures the chapter draws, and those are compared through the chapter's own figure outputs.
 Exits 1 and lists the differences when the builds disagree, 0 when they agree (printing the counts).
@@ -19,10 +23,16 @@ Exits 1 and lists the differences when the builds disagree, 0 when they agree (p
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 COMPARED_MIME = ("text/plain", "text/markdown", "text/latex", "image/png")
+SECONDS = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?s\b")  # "1.8 s", "145 s", "53s": a wall-clock duration
+
+
+def _no_durations(text: str) -> str:
+    return SECONDS.sub("<t> s", text)
 
 
 def executed_notebooks(build: Path) -> dict[str, Path]:
@@ -51,8 +61,9 @@ def results(nb_path: Path) -> dict[str, str]:
         for oi, out in enumerate(cell.get("outputs", [])):
             where = f"cell {ci} output {oi}"
             kind = out["output_type"]
-            if kind == "stream":
-                found[f"{where} stream:{out['name']}"] = _text(out["text"])
+            if kind == "stream":  # one text per cell and stream, whatever the kernel's flushes
+                key = f"cell {ci} stream:{out['name']}"
+                found[key] = found.get(key, "") + _no_durations(_text(out["text"]))
             elif kind in ("display_data", "execute_result"):
                 glue = out.get("metadata", {}).get("scrapbook", {}).get("name")
                 for mime, value in out.get("data", {}).items():
@@ -61,6 +72,8 @@ def results(nb_path: Path) -> dict[str, str]:
                         found[key] = _text(value)
             elif kind == "error":
                 found[f"{where} error"] = out.get("ename", "") + ": " + out.get("evalue", "")
+    for key in [k for k in found if " stream:" in k and k.startswith("cell ") and " output " not in k]:
+        found[key] = "\n".join(sorted(set(found[key].splitlines())))
     glue_file = nb_path.with_suffix(".glue.json")
     if glue_file.is_file():
         for name, out in json.loads(glue_file.read_text()).items():
