@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 BOOK_FLAGS := -W -n --keep-going
 
-.PHONY: setup data book test unit reproducible lock clean
+.PHONY: setup data book test unit nbval reproducible lock clean
 
 setup: $(STAMP)
 
@@ -31,13 +31,18 @@ data:
 book: $(STAMP) data
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
 
-# Everything CI checks: the book build in the small profile, then the unit tests and every chapter
-# under nbval (lax). pytest runs last so that its summary closes the log.
+# Everything CI checks: two book builds in the small profile (each executes every chapter, and any
+# failing cell or assert fails it), compared value by value, then the unit tests. pytest runs last so
+# that its summary closes the log. (`make nbval` runs the chapters once more, cell by cell, under pytest.)
 test: $(STAMP) data
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test $(BOOK_FLAGS)
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test-again $(BOOK_FLAGS)
 	$(BIN)/python tests/compare_builds.py _build/test _build/test-again
-	DG_PROFILE=small $(BIN)/python -m pytest
+	DG_PROFILE=small $(BIN)/python -m pytest tests
+
+# Every chapter under nbval (lax): each cell runs, each assert must hold; reported cell by cell.
+nbval: $(STAMP) data
+	DG_PROFILE=small $(BIN)/python -m pytest book
 
 # Two small-profile builds of this commit give the same numbers (make test does it too).
 reproducible: $(STAMP) data
