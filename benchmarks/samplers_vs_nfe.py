@@ -8,9 +8,9 @@ Two problems, both with a denoiser known exactly, so the error measures the solv
   the EDM rho = 7 grid (the script prints how far a 250-step run is from it).
 
 Error = mean over samples of the L2 distance between the final sample and the reference's.
-Samplers: Euler, Heun, DPM-Solver-2, DPM-Solver++(2M), iPNDM, DEIS-3, iPNDM with the analytical first
-step, and AMED (one (r_n, c_n) per step fitted on a separate warm-up batch). Schedules: EDM rho = 7,
-logSNR, and GITS (dynamic programme on a 61-level rho = 7 grid with an iPNDM teacher, fitted on the
+Samplers: every sampler of the registry (``dg.samplers.SAMPLERS``) at its default options, iPNDM with
+the analytical first step, and AMED (one (r_n, c_n) per step fitted on a separate warm-up batch).
+Schedules: every named schedule of ``dg.schedules.SCHEDULES``, and GITS (dynamic programme on a 61-level rho = 7 grid with an iPNDM teacher, fitted on the
 warm-up batch). Usage::
 
     python benchmarks/samplers_vs_nfe.py            # 256 samples, NFE 3..12, 16, 20 (minutes)
@@ -29,7 +29,7 @@ from diffusion_geometry import cli
 
 
 def methods_with_amed(denoiser, x_warm):
-    """The default samplers, iPNDM with AFS, and AMED fitted on ``x_warm`` for each grid it meets."""
+    """Every registered sampler, iPNDM with AFS, and AMED fitted on ``x_warm`` for each grid it meets."""
     cache = {}
 
     def amed_opts(sigmas):
@@ -39,12 +39,16 @@ def methods_with_amed(denoiser, x_warm):
             cache[key] = {"r": p.r, "c": p.c}
         return cache[key]
 
-    return {**bm.DEFAULT_METHODS, "iPNDM+AFS": ("ipndm", {"afs": True}), "AMED": ("amed", amed_opts)}
+    methods = bm.labelled(*(name for name in dg.samplers.SAMPLERS if name != "amed"))  # AMED: fitted below
+    methods[dg.samplers.SAMPLERS["ipndm"].label + "+AFS"] = ("ipndm", {"afs": True})
+    methods[dg.samplers.SAMPLERS["amed"].label] = ("amed", amed_opts)
+    return methods
 
 
 def schedules_with_gits(denoiser, x_warm):
-    gits = dg.gits.gits_sigmas(denoiser, x_warm, 5, return_details=True)
-    return {**bm.DEFAULT_SCHEDULES, "GITS": gits.schedule}
+    gits = dg.gits.gits_fit(denoiser, x_warm, 5)
+    named = {spec.label: name for name, spec in dg.schedules.SCHEDULES.items()}
+    return {**named, "GITS": gits.schedule}
 
 
 def run(name, denoiser, x, x_warm, reference, nfes):

@@ -59,6 +59,32 @@ def test_mixture_bad_input():
         datasets.mixture_nd(5, rank=6)
 
 
+# -- small 2-D training sets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", datasets.TRAINING_SETS_2D)
+def test_training_sets_2d(name):
+    a = datasets.training_set_2d(name, 11, seed=3)
+    b = datasets.training_set_2d(name, 11, seed=3)
+    assert a.shape == (11, 2) and a.dtype == torch.float64
+    assert torch.equal(a, b)  # seeded
+    assert a.abs().max() < 4.0  # scale about 2
+    assert not torch.equal(a, datasets.training_set_2d(name, 11, seed=4))
+
+
+def test_training_set_clusters_is_unbalanced():
+    y = datasets.training_set_2d("clusters", 8)
+    left = (y[:, 0] < 0.25).sum().item()
+    assert left == 6
+
+
+def test_training_set_errors():
+    with pytest.raises(ValueError, match="unknown training set"):
+        datasets.training_set_2d("spiral", 5)
+    with pytest.raises(ValueError, match="positive integer"):
+        datasets.training_set_2d("ring", 0)
+
+
 # -- digits -----------------------------------------------------------------------------------------
 
 

@@ -245,6 +245,95 @@ def test_degenerate_component_at_sigma_zero_is_an_error_not_nan(cov):
         assert torch.isfinite(fn(x, 0.1)).all()
 
 
+# -- 1-D distribution function and quantiles ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.8])
+def test_one_component_cdf_and_quantile_are_scipy_norm(sigma):
+    """One component: F = scipy.stats.norm.cdf to round-off in both tails (the naive
+    (1 + erf) / 2 is 0 below about -8.3 standard deviations), and the quantile is norm.ppf exactly."""
+    gm = GaussianMixture(torch.tensor([[0.7]], dtype=F64), [2.25])
+    ref = stats.norm(0.7, math.sqrt(2.25 + sigma**2))
+    x = np.linspace(-60, 60, 4001)
+    got, want = gm.cdf(x, sigma).numpy(), ref.cdf(x)
+    t = (x - 0.7) / math.sqrt(2.25 + sigma**2)
+    tail = want > 0  # scipy underflows to 0 below about -38.5 standard deviations
+    rel = np.abs(got - want)[tail] / want[tail]
+    print("largest error: absolute", np.abs(got - want).max(), "relative", rel.max())
+    assert np.abs(got - want).max() <= 2.3e-16  # one ulp of a value in [0.5, 1)
+    # relative error of a rounded argument t: about t^2 eps in the lower tail
+    assert (rel <= 4 * (1 + t[tail] ** 2) * np.finfo(np.float64).eps).all()
+    assert np.all(got[~tail] < 1e-300)
+    p = np.concatenate([[1e-300, 1e-100, 1e-20, 1e-9], np.linspace(1e-6, 1 - 1e-6, 999), [1 - 1e-12]])
+    assert np.array_equal(gm.quantile(p, sigma).numpy(), ref.ppf(p))
+    assert gm.cdf(0.7, sigma).shape == () and gm.cdf(0.7, sigma).item() == 0.5
+
+
+def _two_components() -> GaussianMixture:
+    return GaussianMixture(torch.tensor([[-1.0], [2.0]], dtype=F64), torch.tensor([0.2, 1.0], dtype=F64), [0.3, 0.7])
+
+
+def test_two_component_quantile_inverts_cdf():
+    gm = _two_components()
+    p = np.concatenate([[1e-200, 1e-20, 1e-9], np.linspace(1e-6, 1 - 1e-6, 501), [1 - 1e-9, 1 - 1e-13]])
+    sig = torch.tensor([0.0, 0.05, 0.5, 3.0, 80.0], dtype=F64)[:, None]
+    q = gm.quantile(torch.from_numpy(p)[None, :], sig)  # (5, 507): sigma broadcasts with p
+    assert q.shape == (5, len(p)) and q.dtype == F64
+    back = gm.cdf(q, sig).numpy()
+    err = np.abs(back - p)
+    print("max |F(F^-1(p)) - p|", err.max(), "max relative below p = 1e-6", (err / p)[:, :4].max())
+    assert err.max() <= 1e-12
+    assert (err / p)[:, :4].max() <= 1e-12  # the lower tail to relative accuracy too
+    assert (np.diff(q.numpy(), axis=1) > 0).all()  # increasing in p
+    one = torch.stack([gm.quantile(p[7], s.item()) for s in sig[:, 0]])  # one at a time = vectorised
+    assert torch.equal(one, q[:, 7])
+    # the median of a symmetric pair of components is their midpoint
+    sym = GaussianMixture(torch.tensor([[-3.0], [5.0]], dtype=F64), [0.5, 0.5])
+    assert sym.quantile(0.5, 1.0).item() == pytest.approx(1.0, abs=1e-14)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.3, 2.0])
+def test_two_component_cdf_is_the_integral_of_the_density(sigma):
+    from scipy.integrate import quad
+
+    gm = _two_components()
+
+    def density(t):
+        return gm.log_prob(torch.tensor([[t]], dtype=F64), sigma).exp().item()
+
+    xs = [-4.0, -1.0, 0.3, 2.0, 5.5]
+    got = gm.cdf(torch.tensor(xs, dtype=F64), sigma)
+    for x, g in zip(xs, got.tolist()):
+        want, abserr = quad(density, -np.inf, x, epsabs=1e-14, epsrel=1e-13, limit=200)
+        assert g == pytest.approx(want, abs=1e-12 + 10 * abserr), x
+
+
+def test_cdf_and_quantile_bad_input():
+    gm = _two_components()
+    with pytest.raises(ValueError, match="1-D mixtures only"):
+        MIXTURES["iso"].cdf(0.0)
+    with pytest.raises(ValueError, match="1-D mixtures only"):
+        MIXTURES["full"].quantile(0.5)
+    for p in (0.0, 1.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"open interval \(0, 1\)"):
+            gm.quantile(torch.tensor([0.5, p], dtype=F64))
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sigma must be finite and non-negative"):
+            gm.cdf(0.0, bad)
+        with pytest.raises(ValueError, match="sigma must be finite and non-negative"):
+            gm.quantile(0.5, bad)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        gm.cdf(torch.zeros(3), torch.ones(2))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        gm.cdf(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(TypeError, match="x must be a number"):
+        gm.cdf("0.5")
+    point = GaussianMixture(torch.tensor([[0.0], [1.0]], dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
+    with pytest.raises(ValueError, match="zero variance"):
+        point.cdf(0.5)
+    assert 0 < point.cdf(0.5, 0.1).item() < 1
+
+
 # ================================================================================================
 # EmpiricalDenoiser
 # ================================================================================================

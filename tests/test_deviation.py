@@ -77,7 +77,7 @@ def test_population_and_centres_agree_at_large_and_part_at_small_sigma():
 
 def test_curves_dict_shapes():
     gm, kde, x, sig = _setup(batch=4)
-    c = score_deviation(gm, kde, x, sig, method="heun").curves()
+    c = score_deviation(gm, kde, x, sig, sampler="heun").curves()
     assert set(c) == {"sampling", "denoising", "on_learned", "on_optimal"}
     assert all(v.shape == (16,) for v in c.values())
 

@@ -115,7 +115,7 @@ def test_generate_samples_equals_the_sampler_on_the_same_noise():
         G.quality_report(torch.zeros(4, 28, 28), fid="maybe")
 
 
-def test_load_denoiser_and_results_file(tiny_ckpt, tmp_path):
+def test_load_denoiser_and_model_hash(tiny_ckpt):
     den, shape = G.load_denoiser(str(tiny_ckpt))
     assert shape == (1, 28, 28)
     assert den(torch.zeros(2, 1, 28, 28), 1.0).shape == (2, 1, 28, 28)
@@ -124,13 +124,6 @@ def test_load_denoiser_and_results_file(tiny_ckpt, tmp_path):
     from diffusion_geometry.checkpoints import sha256_file
 
     assert G.model_sha256(str(tiny_ckpt)) == sha256_file(tiny_ckpt)
-    assert G.load_gpu_results(tmp_path / "absent.json") is None
-    quick = tmp_path / "quick.json"
-    quick.write_text(json.dumps({"device": "cpu", "date": "today", "command": "x", "quick": True}))
-    assert G.load_gpu_results(quick)["device"] == "cpu"  # explicit path: returned even if quick
-    (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(ValueError, match="GPU-profile"):
-        G.load_gpu_results(tmp_path / "bad.json")
 
 
 # ---------------------------------------------------------------------------- the command

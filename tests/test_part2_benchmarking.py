@@ -41,22 +41,9 @@ def test_ode_solution_is_dense_and_rejects_outside_range():
         at(0.5)
 
 
-def test_steps_for_nfe():
-    assert bm.steps_for_nfe("euler", 7) == 7
-    assert bm.steps_for_nfe("heun", 8) == 4
-    assert bm.steps_for_nfe("heun", 7) is None
-    assert bm.steps_for_nfe("heun", 7, afs=True) == 4
-    assert bm.steps_for_nfe("ipndm", 5, afs=True) == 6
-    assert bm.steps_for_nfe("amed", 1) is None
-    with pytest.raises(ValueError, match="unknown method"):
-        bm.steps_for_nfe("rk4", 4)
-    with pytest.raises(ValueError, match="nfe must be a positive integer"):
-        bm.steps_for_nfe("euler", 0)
-
-
 def test_error_vs_nfe_rows_equal_direct_runs():
     ref = bm.ode_reference(GM, X_T, rtol=1e-6, atol=1e-6)  # any fixed target will do here
-    methods = {"Euler": ("euler", {}), "Heun": ("heun", {}), "iPNDM+AFS": ("ipndm", {"afs": True})}
+    methods = {**bm.labelled("euler", "heun"), "iPNDM+AFS": ("ipndm", {"afs": True})}
     rows = bm.error_vs_nfe(GM, X_T, ref, nfes=[4, 5, 6], methods=methods, schedules={"rho=7": dg.edm_sigmas})
     got = {(r["method"], r["nfe"]): r for r in rows}
     assert ("Heun", 5) not in got and ("Heun", 4) in got  # odd NFE is impossible for Heun without AFS
@@ -82,9 +69,11 @@ def test_fit_order_recovers_a_power_law():
 
 def test_benchmarking_bad_input():
     with pytest.raises(ValueError, match="must have the shape of x"):
-        bm.error_vs_nfe(GM, X_T, X_T[:2])
-    with pytest.raises(ValueError, match="unknown method"):
-        bm.error_vs_nfe(GM, X_T, X_T, methods={"x": ("rk4", {})})
+        bm.error_vs_nfe(GM, X_T, X_T[:2], methods=bm.labelled("euler"), schedules={"rho=7": "edm"})
+    with pytest.raises(ValueError, match="unknown sampler"):
+        bm.error_vs_nfe(GM, X_T, X_T, methods={"x": ("rk4", {})}, schedules={"rho=7": "edm"})
+    with pytest.raises(ValueError, match="unknown sampler"):
+        bm.labelled("euler", "rk4")
     with pytest.raises(ValueError, match="differ in shape"):
         bm.sample_error(X_T, X_T[:3])
     with pytest.raises(ValueError, match="need sigma_start > sigma_end > 0"):
@@ -99,4 +88,6 @@ def test_benchmark_script_quick_runs():
     print(out.stdout[-3000:], out.stderr[-3000:])
     assert out.returncode == 0
     assert "2-D Gaussian mixture" in out.stdout and "digits" in out.stdout
-    assert "DEIS-3 / rho=7" in out.stdout and "GITS" in out.stdout
+    for spec in dg.samplers.SAMPLERS.values():  # every registered sampler is in the table
+        assert spec.name == "amed" or f"{spec.label} / rho=7" in out.stdout, spec.label
+    assert "AMED / rho=7" in out.stdout and "GITS" in out.stdout

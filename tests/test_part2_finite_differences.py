@@ -29,7 +29,12 @@ CASES = [
     ("deis", {"order": 2}),
     ("deis", {"order": 3}),
     ("deis", {"order": 4}),
+    ("ipndm_v", {"order": 2}),
+    ("ipndm_v", {"order": 3}),
+    ("ipndm_v", {"order": 4}),
 ]
+# and every sampler of the registry that states a finite-difference form, at its default options
+CASES += [(name, {}) for name, spec in samplers.SAMPLERS.items() if spec.d_eff is not None]
 
 
 @pytest.mark.parametrize("zero", [False, True])
@@ -40,7 +45,7 @@ def test_d_eff_formulas_reproduce_the_samplers(name, opts, zero):
     if zero:
         sig = dg.append_zero(sig)
     rec = fd.RecordingDenoiser(GM)
-    traj = dg.sample(rec, X_T, sig, method=name, **opts)
+    traj = dg.sample(rec, X_T, sig, sampler=name, **opts)
     d_eff = fd.d_eff(name, rec.calls, sig, **opts)
     assert d_eff.shape == (len(sig) - 1, *X_T.shape)
     for i in range(len(sig) - 1):
@@ -129,8 +134,10 @@ def test_finite_difference_bad_input():
     sig = dg.edm_sigmas(3)
     rec = fd.RecordingDenoiser(GM)
     samplers.heun(rec, X_T, sig)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown sampler 'rk4'"):
         fd.d_eff("rk4", rec.calls, sig)
+    with pytest.raises(ValueError, match="no finite-difference form"):
+        fd.d_eff("unipc", rec.calls, sig)
     with pytest.raises(ValueError, match="makes 3 denoiser calls, the log has 6"):
         fd.d_eff("euler", rec.calls, sig)
     with pytest.raises(ValueError, match="need sigma > sigma_next >= 0"):
@@ -141,8 +148,8 @@ def test_finite_difference_bad_input():
         fd.heun_d_eff(X_T, X_T, 1.0, 0.0)
     with pytest.raises(ValueError, match="r must lie in"):
         fd.dpm_solver_2_d_eff(X_T, X_T, 2.0, 1.0, r=1.5)
-    with pytest.raises(ValueError, match="method must be 'ipndm' or 'deis'"):
-        fd.multistep_d_eff(X_T, [X_T], [1.0], 0.5, method="pndm")
+    with pytest.raises(ValueError, match="one-evaluation multistep sampler"):
+        fd.multistep_d_eff(X_T, [X_T], [1.0], 0.5, sampler="heun")
     with pytest.raises(TypeError, match="denoiser must be callable"):
         fd.RecordingDenoiser(3)
     with pytest.raises(ValueError, match="sigma must be positive"):

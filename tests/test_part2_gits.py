@@ -53,7 +53,7 @@ def test_dp_with_signed_costs_equals_brute_force():
 def _teacher(n=6, levels=12):
     gm = dg.datasets.mixture_2d()
     x = 80 * torch.randn(n, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
-    return gm, x, dg.sample(gm, x, dg.edm_sigmas(levels - 1), method="ipndm")
+    return gm, x, dg.sample(gm, x, dg.edm_sigmas(levels - 1), sampler="ipndm")
 
 
 def test_l2_cost_matrix_equals_naive_loops():
@@ -94,7 +94,7 @@ def test_cost_of_consecutive_levels_is_small_and_grows_with_the_jump():
 def test_gits_sigmas_is_a_sub_grid_and_details_agree():
     gm, x, _ = _teacher()
     fine = dg.edm_sigmas(20)
-    res = gits.gits_sigmas(gm, x, 5, fine_grid=fine, return_details=True)
+    res = gits.gits_fit(gm, x, 5, fine_grid=fine)
     assert res.sigmas.numel() == 6 and res.indices[0] == 0 and res.indices[-1] == 20
     assert torch.equal(res.sigmas, fine[res.indices])
     assert torch.equal(gits.gits_sigmas(gm, x, 5, fine_grid=fine), res.sigmas)
@@ -147,8 +147,8 @@ def test_gits_on_cuda_matches_cpu():
     gm, x, _ = _teacher()
     gm_cuda = dg.GaussianMixture(gm.means.cuda(), gm.covariances.cuda())
     fine = dg.edm_sigmas(20)
-    cpu = gits.gits_sigmas(gm, x, 5, fine_grid=fine, return_details=True)
-    gpu = gits.gits_sigmas(gm_cuda, x.cuda(), 5, fine_grid=fine, return_details=True)
+    cpu = gits.gits_fit(gm, x, 5, fine_grid=fine)
+    gpu = gits.gits_fit(gm_cuda, x.cuda(), 5, fine_grid=fine)
     assert gpu.cost.device.type == "cpu"
     assert torch.allclose(gpu.cost, cpu.cost, rtol=1e-9, atol=1e-12, equal_nan=True)
     assert gpu.indices == cpu.indices

@@ -127,7 +127,7 @@ def test_afs_equals_a_denoiser_that_answers_analytically_once(name):
         return samplers.afs_denoised(x, s) if len(calls) == 1 else GM(x, s)
 
     want = samplers.SAMPLERS[name](first_analytical, X_T, sig)
-    traj = dg.sample(GM, X_T, sig, method=name, afs=True)
+    traj = dg.sample(GM, X_T, sig, sampler=name, afs=True)
     assert torch.allclose(traj.sample, want, rtol=1e-13, atol=1e-13)
     assert traj.nfe == len(calls) - 1  # one evaluation saved
     first = X_T + (float(sig[1]) - 80.0) * X_T / math.sqrt(1 + 80.0**2)
@@ -154,9 +154,9 @@ def test_ode_jump_is_k_steps_then_the_denoiser(name, k):
     fn = samplers.SAMPLERS[name]
     x_k = fn(GM, X_T, sig[: k + 1]) if k > 0 else X_T
     want = GM(x_k, float(sig[k]))
-    got = samplers.ode_jump(GM, X_T, sig, k=k, method=name)
+    got = samplers.ode_jump(GM, X_T, sig, k=k, sampler=name)
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
-    traj = dg.sample(GM, X_T, samplers.jump_sigmas(sig, k), method=name)
+    traj = dg.sample(GM, X_T, samplers.jump_sigmas(sig, k), sampler=name)
     per = 2 if name in TWO_EVAL else 1
     assert traj.nfe == per * k + 1
     assert torch.allclose(traj.sample, want, rtol=1e-12, atol=1e-12)
@@ -170,8 +170,8 @@ def test_ode_jump_bad_input():
         samplers.jump_sigmas(dg.append_zero(sig), 6)  # sigma_6 = 0: nothing left to jump from
     with pytest.raises(ValueError, match="k must be an integer"):
         samplers.jump_sigmas(sig, 1.5)
-    with pytest.raises(ValueError, match="unknown method"):
-        samplers.ode_jump(GM, X_T, sig, k=2, method="rk45")
+    with pytest.raises(ValueError, match="unknown sampler"):
+        samplers.ode_jump(GM, X_T, sig, k=2, sampler="rk45")
 
 
 # -- AMED step -------------------------------------------------------------------------------------
@@ -213,5 +213,5 @@ def test_new_samplers_on_cuda(name):
     out = samplers.SAMPLERS[name](gm_cuda, X_T.cuda(), sig, afs=True)
     assert out.device.type == "cuda"
     assert torch.allclose(out.cpu(), samplers.SAMPLERS[name](GM, X_T, sig, afs=True), atol=1e-9)
-    jump = samplers.ode_jump(gm_cuda, X_T.cuda(), sig, k=3, method=name)
-    assert torch.allclose(jump.cpu(), samplers.ode_jump(GM, X_T, sig, k=3, method=name), atol=1e-9)
+    jump = samplers.ode_jump(gm_cuda, X_T.cuda(), sig, k=3, sampler=name)
+    assert torch.allclose(jump.cpu(), samplers.ode_jump(GM, X_T, sig, k=3, sampler=name), atol=1e-9)

@@ -21,9 +21,9 @@ def test_trajectory_records_both_curves(name, zero):
     if zero:
         sig = dg.append_zero(sig)
     opts = OPTS.get(name, {})
-    traj = dg.sample(GM, X_T, sig, method=name, **opts)
+    traj = dg.sample(GM, X_T, sig, sampler=name, **opts)
     n = len(sig) - 1
-    assert traj.method == name
+    assert traj.sampler == name
     assert torch.equal(traj.sigmas, sig)
     assert traj.x.shape == (n + 1, 5, 2) and traj.denoised.shape == (n, 5, 2)
     assert torch.equal(traj.x[0], X_T)
@@ -43,7 +43,7 @@ def test_trajectory_records_both_curves(name, zero):
 
 def test_sampling_trajectory_of_euler_is_the_euler_recursion():
     sig = dg.edm_sigmas(5)
-    traj = dg.sample(GM, X_T, sig, method="euler")
+    traj = dg.sample(GM, X_T, sig, sampler="euler")
     for i in range(5):
         s, sn = sig[i].item(), sig[i + 1].item()
         assert torch.allclose(traj.x[i + 1], (sn / s) * traj.x[i] + (1 - sn / s) * traj.denoised[i],
@@ -52,15 +52,15 @@ def test_sampling_trajectory_of_euler_is_the_euler_recursion():
 
 def test_user_callback_and_custom_method():
     seen = []
-    traj = dg.sample(GM, X_T, dg.edm_sigmas(3), method="heun", callback=seen.append)
+    traj = dg.sample(GM, X_T, dg.edm_sigmas(3), sampler="heun", callback=seen.append)
     assert [s["i"] for s in seen] == [0, 1, 2]
     assert traj.nfe == 6
 
     def my_euler(denoiser, x, sigmas, *, callback=None):
         return samplers.euler(denoiser, x, sigmas, callback=callback)
 
-    t2 = dg.sample(GM, X_T, dg.edm_sigmas(3), method=my_euler)
-    assert t2.method == "my_euler" and t2.nfe == 3
+    t2 = dg.sample(GM, X_T, dg.edm_sigmas(3), sampler=my_euler)
+    assert t2.sampler == "my_euler" and t2.nfe == 3
     assert torch.equal(t2.sample, samplers.euler(GM, X_T, dg.edm_sigmas(3)))
 
 
@@ -68,7 +68,7 @@ def test_image_shaped_trajectory_keeps_dtype_and_shape():
     data = torch.rand(30, 1, 3, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
     den = dg.EmpiricalDenoiser(data)
     x = 80 * torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(2))
-    traj = dg.sample(den, x, dg.append_zero(dg.edm_sigmas(4)), method="heun")
+    traj = dg.sample(den, x, dg.append_zero(dg.edm_sigmas(4)), sampler="heun")
     assert traj.x.shape == (6, 2, 1, 3, 3) and traj.denoised.shape == (5, 2, 1, 3, 3)
     assert traj.x.dtype == torch.float32 and traj.denoised.dtype == torch.float32
     assert traj.directions.shape == (5, 2, 1, 3, 3) and traj.directions.dtype == torch.float32
@@ -84,11 +84,11 @@ def test_counting_denoiser():
 
 
 def test_sample_bad_input():
-    with pytest.raises(ValueError, match="unknown method 'rk4'"):
-        dg.sample(GM, X_T, dg.edm_sigmas(3), method="rk4")
+    with pytest.raises(ValueError, match="unknown sampler 'rk4'"):
+        dg.sample(GM, X_T, dg.edm_sigmas(3), sampler="rk4")
     with pytest.raises(ValueError, match="strictly decreasing"):
         dg.sample(GM, X_T, dg.edm_sigmas(3).flip(0))
     with pytest.raises(ValueError, match="non-negative"):
         dg.sample(GM, X_T, [1.0, -0.5])
     with pytest.raises(TypeError, match="unexpected keyword"):
-        dg.sample(GM, X_T, dg.edm_sigmas(3), method="euler", r=0.5)
+        dg.sample(GM, X_T, dg.edm_sigmas(3), sampler="euler", r=0.5)

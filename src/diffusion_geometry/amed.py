@@ -68,12 +68,13 @@ def refine_sigmas(sigmas, substeps: int) -> torch.Tensor:
     return check_sigmas(torch.cat(out))  # float64 holds the inserted levels apart; checked all the same
 
 
-def fit_amed(denoiser, x_warmup: torch.Tensor, sigmas, *, teacher: str = "heun", teacher_substeps: int = 8,
+def fit_amed(denoiser, x_warmup: torch.Tensor, sigmas, *, sampler: str = "heun", teacher_substeps: int = 8,
              r_grid=None, fit_c: bool = True, c_bounds: tuple[float, float] | None = None,
              refine: bool = True, afs: bool = False) -> AMEDParams:
     r"""Fit one :math:`(r_n, c_n)` per step of ``sigmas`` on the warm-up start points ``x_warmup``.
 
-    ``teacher`` runs on :func:`refine_sigmas` ``(sigmas, teacher_substeps)``. ``r_grid`` (default 20
+    ``sampler`` (the *teacher*, a name in :data:`~diffusion_geometry.samplers.SAMPLERS`) runs on
+    :func:`refine_sigmas` ``(sigmas, teacher_substeps)``. ``r_grid`` (default 20
     values in (0, 1]) is searched, then refined by ``scipy.optimize.minimize_scalar`` in the bracket
     around the best grid value when ``refine``. ``fit_c=False`` keeps :math:`c_n = 1` (only the level is
     chosen); ``c_bounds=(lo, hi)`` clips :math:`c_n` (the paper uses :math:`1 \pm 0.01`). A step to 0 keeps
@@ -97,7 +98,7 @@ def fit_amed(denoiser, x_warmup: torch.Tensor, sigmas, *, teacher: str = "heun",
         if not 0 < lo <= hi:
             raise ValueError(f"c_bounds must satisfy 0 < lo <= hi, got {c_bounds}")
     fine = refine_sigmas(sigmas, teacher_substeps)
-    y = sample(denoiser, x_warmup, fine, method=teacher).x[::teacher_substeps]  # teacher on the coarse grid
+    y = sample(denoiser, x_warmup, fine, sampler=sampler).x[::teacher_substeps]  # teacher on the coarse grid
     n = sigmas.numel() - 1
     r_out, c_out = torch.full((n,), 0.5, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
     loss, loss_dpm2 = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)

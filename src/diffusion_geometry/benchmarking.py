@@ -20,39 +20,26 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from . import samplers as _samplers
-from .schedules import check_sigmas, edm_sigmas, logsnr_sigmas
-from .trajectory import CountingDenoiser
+from .budget import BudgetError, grid_for_nfe, sample_at_nfe
+from .samplers import get_sampler
+from .schedules import edm_sigmas
 
 __all__ = [
     "ode_solution",
     "ode_reference",
     "sampler_reference",
-    "evaluations_per_step",
-    "steps_for_nfe",
     "sample_error",
     "error_vs_nfe",
     "format_table",
     "fit_order",
-    "DEFAULT_METHODS",
-    "DEFAULT_SCHEDULES",
+    "labelled",
 ]
 
-DEFAULT_METHODS: dict[str, tuple[str, dict]] = {
-    "Euler": ("euler", {}),
-    "Heun": ("heun", {}),
-    "DPM-Solver-2": ("dpm_solver_2", {}),
-    "DPM-Solver++(2M)": ("dpm_solver_pp_2m", {}),
-    "iPNDM": ("ipndm", {}),
-    "DEIS-3": ("deis", {"order": 3}),
-}
-"""Label -> (sampler name, options); the samplers compared in Part II."""
-
-DEFAULT_SCHEDULES: dict[str, Callable[[int], torch.Tensor]] = {
-    "rho=7": edm_sigmas,
-    "logSNR": logsnr_sigmas,
-}
-"""Label -> function of the number of steps returning a grid."""
+def labelled(*samplers: str, **opts) -> dict[str, tuple[str, dict]]:
+    """``{label: (name, opts)}`` for :func:`error_vs_nfe`, the labels read from the registry:
+    ``labelled("euler", "heun")`` is ``{"Euler": ("euler", {}), "Heun": ("heun", {})}``; ``opts`` go
+    to every one of them (e.g. ``afs=True``). Raises ``ValueError`` for an unknown name."""
+    return {get_sampler(name).label: (name, dict(opts)) for name in samplers}
 
 
 def ode_solution(denoiser, x: torch.Tensor, sigma_start: float = 80.0, sigma_end: float = 0.002, *,
@@ -95,29 +82,12 @@ def ode_reference(denoiser, x: torch.Tensor, sigma_start: float = 80.0, sigma_en
     return ode_solution(denoiser, x, sigma_start, sigma_end, **kw)(sigma_end)
 
 
-def sampler_reference(denoiser, x: torch.Tensor, sigmas=None, *, n_steps: int = 500, method: str = "heun",
+def sampler_reference(denoiser, x: torch.Tensor, sigmas=None, *, n_steps: int = 500, sampler: str = "heun",
                       **opts) -> torch.Tensor:
-    """A fine-grid reference: ``method`` with ``n_steps`` steps of ``edm_sigmas`` (or the given grid)."""
+    """A fine-grid reference: ``sampler`` with ``n_steps`` steps of ``edm_sigmas`` (or the given grid)."""
     if sigmas is None:
         sigmas = edm_sigmas(n_steps)
-    return _samplers.SAMPLERS[method](denoiser, x, sigmas, **opts)
-
-
-def evaluations_per_step(method: str) -> int:
-    """Denoiser evaluations per step (to a level above 0) of a sampler in :data:`SAMPLERS`."""
-    if method not in _samplers.SAMPLERS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(_samplers.SAMPLERS)}")
-    return 2 if method in ("heun", "dpm_solver_2", "amed") else 1
-
-
-def steps_for_nfe(method: str, nfe: int, *, afs: bool = False) -> int | None:
-    """Steps that make ``method`` use exactly ``nfe`` evaluations (``None`` if impossible, e.g. odd NFE
-    for a two-evaluation sampler without AFS)."""
-    if not isinstance(nfe, int) or nfe < 1:
-        raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
-    per = evaluations_per_step(method)
-    total = nfe + int(afs)
-    return total // per if total % per == 0 and total // per >= 1 else None
+    return get_sampler(sampler)(denoiser, x, sigmas, **opts)
 
 
 def sample_error(samples: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -127,39 +97,36 @@ def sample_error(samples: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
     return (samples.to(torch.float64) - reference.to(torch.float64)).reshape(samples.shape[0], -1).norm(dim=1)
 
 
-def error_vs_nfe(denoiser, x: torch.Tensor, reference: torch.Tensor, *, nfes=range(4, 11),
-                 methods: Mapping[str, tuple[str, dict]] | None = None,
-                 schedules: Mapping[str, Callable[[int], torch.Tensor]] | None = None) -> list[dict]:
+def error_vs_nfe(denoiser, x: torch.Tensor, reference: torch.Tensor, *, methods: Mapping[str, tuple[str, dict]],
+                 schedules: Mapping[str, Callable[[int], torch.Tensor] | str], nfes=range(4, 11)) -> list[dict]:
     """Mean error of every (method, schedule, NFE) combination that can hit the NFE exactly.
 
-    ``methods``: label -> (sampler name, options), options may include ``afs=True``; options may also
-    be a function ``sigmas -> dict`` (e.g. AMED parameters fitted for each grid; without AFS);
-    ``schedules``: label -> function ``n_steps -> sigmas``. Each run's NFE is counted, not assumed.
-    Returns rows ``{"method", "schedule", "nfe", "steps", "error", "error_median"}``.
+    ``methods``: label -> (sampler name, options) (:func:`labelled` makes it from names), options may
+    include ``afs=True``; options may also be a function ``sigmas -> dict`` (e.g. AMED parameters
+    fitted for each grid; without AFS); ``schedules``: label -> a schedule name of
+    :data:`~diffusion_geometry.schedules.SCHEDULES` or a function ``n_steps -> sigmas``. The grids and
+    the runs are those of :mod:`diffusion_geometry.budget` (combinations that cannot spend an NFE
+    exactly are skipped; each run's NFE is counted, not assumed). Returns rows ``{"method" (the label),
+    "schedule", "nfe", "steps", "error", "error_median"}``.
     """
-    methods = DEFAULT_METHODS if methods is None else methods
-    schedules = DEFAULT_SCHEDULES if schedules is None else schedules
     if reference.shape != x.shape:
         raise ValueError(f"reference {tuple(reference.shape)} must have the shape of x {tuple(x.shape)}")
     rows = []
     for mlabel, (name, opts) in methods.items():
-        fn = _samplers.SAMPLERS.get(name)
-        if fn is None:
-            raise ValueError(f"unknown method {name!r}; choose one of {sorted(_samplers.SAMPLERS)}")
+        get_sampler(name)
         for slabel, make in schedules.items():
             for nfe in nfes:
                 afs = False if callable(opts) else bool(opts.get("afs", False))  # callables: no AFS
-                steps = steps_for_nfe(name, int(nfe), afs=afs)
-                if steps is None:
-                    continue
-                sigmas = check_sigmas(make(steps))
-                run_opts = opts(sigmas) if callable(opts) else opts
-                counting = CountingDenoiser(denoiser)
-                out = fn(counting, x, sigmas, **run_opts)
-                if counting.nfe != nfe:
-                    raise RuntimeError(f"{mlabel} on {slabel} with {steps} steps used {counting.nfe} NFE, expected {nfe}")
-                err = sample_error(out, reference)
-                rows.append({"method": mlabel, "schedule": slabel, "nfe": int(nfe), "steps": steps,
+                try:
+                    sigmas = grid_for_nfe(name, int(nfe), make, afs=afs)
+                except BudgetError:
+                    continue  # no whole number of steps spends this NFE
+                run_opts = dict(opts(sigmas) if callable(opts) else opts)
+                run_opts.pop("afs", None)
+                run = sample_at_nfe(denoiser, x, name, int(nfe), schedule=lambda n, g=sigmas: g, afs=afs,
+                                    **run_opts)
+                err = sample_error(run.samples, reference)
+                rows.append({"method": mlabel, "schedule": slabel, "nfe": int(nfe), "steps": run.sigmas.numel() - 1,
                              "error": float(err.mean()), "error_median": float(err.median())})
     return rows
 

@@ -2,6 +2,8 @@
 
 * toy Gaussian mixtures in 1-D, 2-D and d dimensions (:class:`~diffusion_geometry.GaussianMixture`,
   so their denoisers are exact);
+* small 2-D point sets (a ring, two moons, two unbalanced clusters) for pictures of basins of
+  attraction (:func:`training_set_2d`, chapter 07);
 * scikit-learn's handwritten digits, 1,797 images of 8x8 (bundled with scikit-learn);
 * Fashion-MNIST, 70,000 images of 28x28 (Xiao et al. 2017), read from Debian's
   ``dataset-fashion-mnist`` files, a directory the user names, or -- only when asked and online -- a
@@ -26,6 +28,8 @@ __all__ = [
     "mixture_1d",
     "mixture_2d",
     "mixture_nd",
+    "TRAINING_SETS_2D",
+    "training_set_2d",
     "digits",
     "fashion_mnist",
     "FASHION_MNIST_DIRS",
@@ -67,6 +71,37 @@ def mixture_nd(dim: int, n_modes: int = 10, std: float = 0.2, *, rank: int | Non
         raise ValueError(f"rank must lie in [1, {dim}], got {rank}")
     U = torch.randn(n_modes, dim, rank, generator=g, dtype=dtype) * (std / math.sqrt(rank))
     return GaussianMixture.low_rank(means, U, (std / 10) ** 2)
+
+
+TRAINING_SETS_2D = ("ring", "moons", "clusters")
+"""Names accepted by :func:`training_set_2d`."""
+
+
+def training_set_2d(name: str, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A small 2-D training set ``(n, 2)`` of scale about 2, for basin-of-attraction pictures.
+
+    ``"ring"``: draws from the 8-mode ring mixture (:func:`mixture_2d`);
+    ``"moons"``: scikit-learn's two interleaving half circles (noise 0.06), centred and scaled by 1.5;
+    ``"clusters"``: an unbalanced pair of clusters, three quarters of the points around (-1, 0) and a
+    quarter around (1.5, 0.5), standard deviation 0.35. Seeded by ``seed``; ``dtype`` float64 by
+    default. Raises ``ValueError`` for an unknown ``name`` or ``n`` not a positive integer.
+    """
+    if name not in TRAINING_SETS_2D:
+        raise ValueError(f"unknown training set {name!r}; choose one of {TRAINING_SETS_2D}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    g = torch.Generator().manual_seed(seed)
+    if name == "ring":
+        return mixture_2d(dtype=dtype).sample(n, generator=g)
+    if name == "moons":
+        from sklearn.datasets import make_moons
+
+        pts, _ = make_moons(n, noise=0.06, random_state=seed)
+        pts = torch.as_tensor(pts, dtype=dtype)
+        return 1.5 * (pts - torch.tensor([0.5, 0.25], dtype=dtype))
+    big = (3 * n + 3) // 4
+    centres = torch.tensor([[-1.0, 0.0]] * big + [[1.5, 0.5]] * (n - big), dtype=dtype)
+    return centres + 0.35 * torch.randn(n, 2, generator=g, dtype=dtype)
 
 
 def digits(dtype: torch.dtype = torch.float32):

@@ -18,12 +18,13 @@ import contextlib
 import functools
 import math
 import warnings
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Denoiser", "GaussianMixture", "EmpiricalDenoiser", "EDMPrecond", "sigma_like"]
+__all__ = ["Denoiser", "GaussianMixture", "EmpiricalDenoiser", "Neighbours", "EDMPrecond", "sigma_like"]
 
 
 @runtime_checkable
@@ -149,6 +150,7 @@ class GaussianMixture:
         self.means, self.covariances, self.kind = means, c64.to(means.dtype), kind
         self.weights = (w64 / w64.sum()).to(means.dtype)
         self._means64, self._cov64, self._logw64 = means.to(f64), c64, torch.log(w64 / w64.sum())
+        self._w64 = w64 / w64.sum()  # the weights in float64, for cdf/quantile
 
     @classmethod
     def low_rank(cls, means, factors, noise_variance, weights=None) -> "GaussianMixture":
@@ -285,6 +287,119 @@ class GaussianMixture:
             x0 = means[k] + (root[k] @ z[..., None])[..., 0]
         out = x0 + float(sigma) * torch.randn(n, self.dim, generator=generator, **opts)
         return self._out(out, "sample")
+
+    # -- 1-D mixtures: distribution function and quantiles ---------------------------------------------
+    def _line(self, what: str):
+        """Weights, means and variances ``(K,)`` in float64 on the CPU, for a 1-D mixture only."""
+        if self.dim != 1:
+            raise ValueError(f"{what} is defined for 1-D mixtures only; this mixture has d = {self.dim}")
+        cpu = dict(device="cpu", dtype=torch.float64)
+        return self._w64.to(**cpu), self._means64[:, 0].to(**cpu), self._cov64.reshape(-1).to(**cpu)
+
+    @staticmethod
+    def _values(v, name: str) -> torch.Tensor:
+        """A number, array or tensor as a float64 CPU tensor (exact from every floating dtype)."""
+        try:
+            t = v.detach().to("cpu", torch.float64) if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be a number, an array or a tensor, got {type(v).__name__}") from None
+        return t
+
+    def _noised_variances(self, v: torch.Tensor, sigma, like: torch.Tensor, name: str) -> torch.Tensor:
+        """``(v_k + sigma^2, shape)``: the noised variances ``(*sigma.shape, K)``, all > 0, and the
+        broadcast shape of ``like`` and ``sigma``."""
+        s = self._values(sigma, "sigma")
+        if not torch.isfinite(s).all() or (s < 0).any():
+            raise ValueError("sigma must be finite and non-negative")
+        try:
+            shape = torch.broadcast_shapes(like.shape, s.shape)
+        except RuntimeError:
+            raise ValueError(f"sigma of shape {tuple(s.shape)} does not broadcast with {name} of shape "
+                             f"{tuple(like.shape)}") from None
+        var = v + (s**2)[..., None]
+        if (var <= 0).any():
+            raise ValueError("a component of p_sigma has zero variance (a point mass at sigma = 0): its "
+                             "distribution function is a step; use sigma > 0")
+        return var, shape
+
+    @staticmethod
+    def _cdf64(x: torch.Tensor, var: torch.Tensor, w: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_k w_k \Phi((x - \mu_k)/\sqrt{v_k})` in float64; ``var`` broadcasts with ``x[..., None]``.
+
+        :math:`\Phi(t) = \tfrac12(1 + \operatorname{erf}(t/\sqrt2))` (bit for bit ``torch.special.ndtr``)
+        for :math:`t \ge -1`, and :math:`\tfrac12\operatorname{erfc}(-t/\sqrt2)` below, where the first
+        form would cancel (``ndtr(-9.3)`` is 0 in float64, the true value 1.0e-20): relative accuracy
+        in both tails."""
+        t = (x[..., None] - mu) / torch.sqrt(var)
+        r = t * math.sqrt(0.5)
+        phi = torch.where(t < -1.0, 0.5 * torch.special.erfc(-r), (1 + torch.special.erf(r)) * 0.5)
+        return (w * phi).sum(-1)
+
+    def cdf(self, x, sigma=0.0) -> torch.Tensor:
+        r"""Distribution function of the noised 1-D mixture,
+
+        .. math:: F_\sigma(x) = \sum_k \pi_k\, \Phi\!\Big(\frac{x - \mu_k}{\sqrt{v_k + \sigma^2}}\Big),
+
+        with :math:`\Phi` the standard normal distribution function (accurate to a few ulps relative
+        in both tails). ``x``: a number, array or tensor of any shape (points of the line);
+        ``sigma``: a number or an array/tensor that broadcasts with ``x`` (e.g. ``(steps, 1)`` against
+        ``(steps, N)``). Returns a float64 CPU tensor of the broadcast shape. Raises ``ValueError``
+        for a mixture with ``d > 1``, NaN/inf in ``x``, a negative or non-finite ``sigma``, shapes
+        that do not broadcast, or a zero-variance component at ``sigma = 0`` (a step, not a
+        continuous CDF). Chapter 01 uses it for the quantile level :math:`F_\sigma(x(\sigma))`,
+        constant along an exact probability-flow ODE trajectory in 1-D.
+        """
+        w, mu, v = self._line("cdf")
+        x = self._values(x, "x")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or inf")
+        var, _ = self._noised_variances(v, sigma, x, "x")
+        return self._cdf64(x, var, w, mu)
+
+    def quantile(self, p, sigma=0.0) -> torch.Tensor:
+        r"""The quantile function :math:`F_\sigma^{-1}(p)` of the noised 1-D mixture (see :meth:`cdf`).
+
+        Solved elementwise by a bracketing root finder (Chandrupatla's method,
+        ``scipy.optimize.elementwise.find_root``, to a few ulps) inside the exact bracket
+
+        .. math:: \min_k\big(\mu_k + s_k\,\Phi^{-1}(p)\big) \;\le\; F_\sigma^{-1}(p) \;\le\;
+                  \max_k\big(\mu_k + s_k\,\Phi^{-1}(p)\big), \qquad s_k = \sqrt{v_k + \sigma^2},
+
+        which holds because :math:`F_\sigma` is a convex combination of the component distribution
+        functions (a one-component mixture returns :math:`\mu + s\,\Phi^{-1}(p)`, exactly
+        ``scipy.stats.norm.ppf``). ``p``: numbers in the open interval (0, 1), any shape;
+        ``sigma`` broadcasts with ``p``. Returns a float64 CPU tensor of the broadcast shape.
+        Raises ``ValueError`` for ``p`` outside (0, 1) (or NaN), ``d > 1`` and the bad ``sigma``
+        of :meth:`cdf`.
+        """
+        from scipy.optimize.elementwise import find_root
+        from scipy.special import ndtri
+
+        w, mu, v = self._line("quantile")
+        p = self._values(p, "p")
+        if not ((p > 0) & (p < 1)).all():
+            raise ValueError("p must lie in the open interval (0, 1) (quantiles of 0 and 1 are infinite)")
+        var, shape = self._noised_variances(v, sigma, p, "p")
+        var, p = var.expand(*shape, len(v)), p.expand(shape).contiguous()
+        ends = mu + torch.sqrt(var) * torch.from_numpy(np.asarray(ndtri(p.numpy()), dtype=np.float64))[..., None]  # component quantiles
+        lo, hi = ends.amin(-1), ends.amax(-1)
+
+        def excess(x, p_, *var_):  # F_sigma(x) - p on numpy arrays (find_root passes the active elements)
+            var_ = torch.stack([torch.tensor(c) for c in var_], -1)
+            return (self._cdf64(torch.tensor(x), var_, w, mu) - torch.tensor(p_)).numpy()
+
+        cols = [c.contiguous().numpy() for c in var.unbind(-1)]  # one array per component, shape like p
+        f_lo, f_hi = (torch.from_numpy(excess(e.numpy(), p.numpy(), *cols)) for e in (lo, hi))
+        # F(lo) <= p <= F(hi) exactly; where round-off already reaches p at an end, that end is the root
+        out = torch.where(f_lo >= 0, lo, hi)
+        todo = (f_lo < 0) & (f_hi > 0)
+        if todo.any():
+            m = todo.numpy()
+            res = find_root(excess, (lo.numpy()[m], hi.numpy()[m]), args=(p.numpy()[m], *(c[m] for c in cols)))
+            if not np.all(res.success):
+                raise RuntimeError(f"the root finder did not converge (status {np.unique(res.status)})")
+            out[todo] = torch.from_numpy(np.asarray(res.x, dtype=np.float64))
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -522,6 +637,15 @@ class _PointSet:
 # --------------------------------------------------------------------------------------------------
 # The optimal denoiser of a finite data set
 # --------------------------------------------------------------------------------------------------
+
+
+class Neighbours(NamedTuple):
+    """The answer of every nearest-neighbour query of the package (:meth:`EmpiricalDenoiser.nearest`,
+    :func:`diffusion_geometry.meanshift.landing`): ``distances`` and ``indices`` of the training points,
+    closest first (each ``(batch, k)`` from ``nearest``)."""
+
+    distances: torch.Tensor
+    indices: torch.Tensor
 
 
 class EmpiricalDenoiser:
@@ -840,8 +964,8 @@ class EmpiricalDenoiser:
         return torch.exp(-z) / st["tot"][:, None]
 
     @_with_few_threads
-    def nearest(self, x: torch.Tensor, k: int = 1):
-        """The ``k`` nearest training points: ``(distances, indices)``, each ``(batch, k)``, closest first
+    def nearest(self, x: torch.Tensor, k: int = 1) -> Neighbours:
+        """The ``k`` nearest training points: :class:`Neighbours` ``(distances, indices)``, each ``(batch, k)``, closest first
         (exact ties: lower index first). Distances exact to float64 round-off, returned in the data's
         dtype promoted to at least float32."""
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(self):
@@ -867,7 +991,7 @@ class EmpiricalDenoiser:
                 kk = min(k, cand_d.shape[1])
                 best_d, best_i = vals[:, :kk], torch.gather(cand_i, 1, pos[:, :kk])
         out = torch.promote_types(self.data.dtype, torch.float32)
-        return best_d.sqrt().to(out), best_i
+        return Neighbours(best_d.sqrt().to(out), best_i)
 
     def training_points(self, indices: torch.Tensor) -> torch.Tensor:
         """The training points at ``indices``, in their original shape and dtype (exact)."""

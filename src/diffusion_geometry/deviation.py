@@ -75,9 +75,9 @@ class ScoreDeviation:
 
 
 @torch.no_grad()
-def score_deviation(learned, optimal, x: torch.Tensor, sigmas, *, method: str = "euler", **opts) -> ScoreDeviation:
+def score_deviation(learned, optimal, x: torch.Tensor, sigmas, *, sampler: str = "euler", **opts) -> ScoreDeviation:
     r"""Run ``learned`` (:math:`r_\theta`) and ``optimal`` (:math:`r^*`) from the same ``x`` along ``sigmas``
-    with the sampler ``method``, then evaluate each denoiser on the other's trajectory.
+    with ``sampler``, then evaluate each denoiser on the other's trajectory.
 
     Both are denoisers ``D(x, sigma)``; ``optimal`` is usually an
     :class:`~diffusion_geometry.EmpiricalDenoiser` of the network's training set. The grid must end
@@ -92,8 +92,8 @@ def score_deviation(learned, optimal, x: torch.Tensor, sigmas, *, method: str = 
     grid = check_sigmas(sigmas)
     if grid[-1] <= 0:
         raise ValueError("the grid must end above 0: drop the final step to sigma = 0")
-    run_l = sample(learned, x, grid, method=method, **opts)
-    run_o = sample(optimal, x, grid, method=method, **opts)
+    run_l = sample(learned, x, grid, sampler=sampler, **opts)
+    run_o = sample(optimal, x, grid, sampler=sampler, **opts)
     n = run_l.denoised.shape[0]
     levels = grid[:n].tolist()
     opt_on_l = torch.stack([optimal(run_l.x[i], s) for i, s in enumerate(levels)])

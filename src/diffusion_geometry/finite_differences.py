@@ -14,19 +14,12 @@ so the sampling trajectory bends only where the denoising trajectory moves (:fun
 **Effective denoiser output.** Every update of the package's samplers can be written as an Euler step
 :math:`x_{n+1} = \frac{\sigma_{n+1}}{\sigma_n} x_n + \big(1 - \frac{\sigma_{n+1}}{\sigma_n}\big) D_\text{eff}`
 (:func:`implied_d_eff` recovers :math:`D_\text{eff}` from any step), where :math:`D_\text{eff}` is a finite
-difference of the denoiser outputs the sampler has seen (:math:`D_n = D(x_n;\sigma_n)`, :math:`h = \sigma_{n+1} - \sigma_n`):
-
-================  ==================================================================================
-sampler           :math:`D_\text{eff}`
-================  ==================================================================================
-Euler (DDIM)      :math:`D_n`
-Heun (EDM)        :math:`D_n + \frac{\sigma_n}{2\sigma_{n+1}}\big(D(\tilde x;\sigma_{n+1}) - D_n\big)`, :math:`\tilde x` the Euler point
-DPM-Solver-2 (r)  :math:`D_n + \frac{\sigma_n}{2 r s}\big(D(x_s; s) - D_n\big)`, :math:`s = \sigma_n^{1-r}\sigma_{n+1}^r`
-AMED (r, c)       :math:`(1-c)\,x_n + c\,D_n + \frac{c\,\sigma_n}{s}\big(D(x_s;s) - D_n\big)`
-DPM-Solver++(2M)  :math:`D_n + \frac{1}{2r_n}(D_n - D_{n-1})`, :math:`r_n = \ln\frac{\sigma_{n-1}}{\sigma_n}/\ln\frac{\sigma_n}{\sigma_{n+1}}`
-iPNDM (order k)   :math:`D_n - \sigma_n\sum_j a_j(\varepsilon_{n-j} - \varepsilon_n)`, fixed Adams-Bashforth :math:`a_j`
-DEIS (order k)    :math:`D_n - \frac{\sigma_n}{h}\sum_j c_j(\varepsilon_{n-j} - \varepsilon_n)`, :math:`c_j` of :func:`~diffusion_geometry.samplers.deis_coefficients`
-================  ==================================================================================
+difference of the denoiser outputs the sampler has seen (:math:`D_n = D(x_n;\sigma_n)`, :math:`h = \sigma_{n+1} - \sigma_n`).
+The form of each sampler is its registry entry's ``d_eff`` (``dg.samplers.SAMPLERS[name].d_eff``, LaTeX;
+chapter 5 prints them as a table): Euler :math:`D_n`; Heun and DPM-Solver-2 a difference of
+:math:`D` between the start and the intermediate point; AMED the same with its factor :math:`c`;
+DPM-Solver++(2M) a backward difference in :math:`\log\sigma`; iPNDM and DEIS differences of the
+directions :math:`\varepsilon`.
 
 The last two are differences of the directions :math:`\varepsilon`, which the curvature identity turns
 into differences of the denoising trajectory to first order. :func:`d_eff` evaluates these formulas
@@ -40,7 +33,7 @@ import math
 import torch
 
 from .denoisers import sigma_like
-from .samplers import IPNDM_COEFFICIENTS, _per_step, deis_coefficients
+from .samplers import _per_step, get_sampler
 from .schedules import check_sigmas
 
 __all__ = [
@@ -55,10 +48,7 @@ __all__ = [
     "denoiser_derivative",
     "curvature",
     "step_anatomy",
-    "METHODS",
 ]
-
-METHODS = ("euler", "heun", "dpm_solver_2", "amed", "dpm_solver_pp_2m", "ipndm", "deis")
 
 
 def _ratio(sigma, sigma_next) -> float:
@@ -116,27 +106,32 @@ def dpm_solver_pp_2m_d_eff(den: torch.Tensor, den_prev: torch.Tensor, sigma_prev
     return den + (den - den_prev) / (2 * r_n)
 
 
-def multistep_d_eff(den: torch.Tensor, eps_history, sigma_history, sigma_next, *, method: str = "deis") -> torch.Tensor:
-    r"""iPNDM / DEIS: :math:`D_n - \frac{\sigma_n}{h}\sum_j w_j(\varepsilon_{n-j} - \varepsilon_n)` where
-    :math:`w_j = h\,a_j` (iPNDM) or :math:`w_j = c_j` (DEIS), so :math:`\sum_j w_j = h`.
+def multistep_d_eff(den: torch.Tensor, eps_history, sigma_history, sigma_next, *, sampler: str = "deis") -> torch.Tensor:
+    r"""The multistep samplers written on the directions (registry ``multistep_weights``: iPNDM, DEIS, iPNDM-v): :math:`D_n - \frac{\sigma_n}{h}\sum_j w_j(\varepsilon_{n-j} - \varepsilon_n)` where
+    :math:`w_j = h\,a_j` (iPNDM), :math:`w_j = c_j` (DEIS) or the weights of
+    :func:`~diffusion_geometry.samplers.ipndm_v_coefficients` (iPNDM-v). Where :math:`\sum_j w_j \ne h`
+    (iPNDM-v of order 4 on unequal steps) the remainder :math:`-\frac{\sigma_n}{h}(\sum_j w_j - h)\,\varepsilon_n`
+    is added; for the others it is zero and left out (so their values are those of the formula as written).
 
     ``eps_history`` and ``sigma_history`` list the directions and levels, current first.
     """
-    if method not in ("ipndm", "deis"):
-        raise ValueError(f"method must be 'ipndm' or 'deis', got {method!r}")
+    weights = get_sampler(sampler).multistep_weights
+    if weights is None:
+        raise ValueError(f"sampler must be a one-evaluation multistep sampler written on the directions "
+                         f"(its registry entry has multistep_weights), got {sampler!r}")
     if len(eps_history) != len(sigma_history) or not 1 <= len(eps_history) <= 4:
         raise ValueError("eps_history and sigma_history must have the same length, 1 to 4")
     sigma = float(sigma_history[0])
     _ratio(sigma, sigma_next)
     h = float(sigma_next) - sigma
-    if method == "ipndm":
-        w = [h * a for a in IPNDM_COEFFICIENTS[len(eps_history)]]
-    else:
-        w = deis_coefficients(sigma_history, sigma_next)
+    w = weights([float(v) for v in sigma_history], float(sigma_next))
     out = den.clone()
     for wj, ej in zip(w[1:], eps_history[1:]):
         out = out - (sigma / h) * wj * (ej - eps_history[0])
-    # the j = 0 term vanishes identically; the weights' sum is h, so D_n carries the rest
+    # the j = 0 term vanishes identically; where the weights sum to h, D_n carries the rest. iPNDM-v's
+    # order-4 weights do not (they sum to h only on equal steps), and the remainder is a multiple of eps_n
+    if abs(sum(w) - h) > 1e-12 * abs(h):
+        out = out - (sigma / h) * (sum(w) - h) * eps_history[0]
     return out
 
 
@@ -154,23 +149,24 @@ class RecordingDenoiser:
         return out
 
 
-def d_eff(method: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | None = None) -> torch.Tensor:
+def d_eff(sampler: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | None = None) -> torch.Tensor:
     r"""The effective denoiser output of every step, ``(n_steps, batch, ...)``, from the finite-difference
-    formulas of the module table, evaluated on the log ``calls`` of a :class:`RecordingDenoiser` that the
-    sampler ``method`` used along ``sigmas`` (without ``afs``). ``r``, ``c`` and ``order`` are the
-    sampler's options (``order`` defaults to 4 for iPNDM, 3 for DEIS; ``c`` may be per step for AMED).
-    A step to 0 has :math:`D_\text{eff} = D_n`.
+    formulas of the registry's ``d_eff`` forms, evaluated on the log ``calls`` of a :class:`RecordingDenoiser` that
+    ``sampler`` (a name in :data:`~diffusion_geometry.samplers.SAMPLERS` with a ``d_eff`` form) used along ``sigmas``
+    (without ``afs``). ``r``, ``c`` and ``order`` are the sampler's options (``order`` defaults to 4 for
+    iPNDM, 3 for DEIS; ``c`` may be per step for AMED). A step to 0 has :math:`D_\text{eff} = D_n`.
+    Raises ``ValueError`` for another sampler, or a log that does not match the grid.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    spec = get_sampler(sampler)
+    if spec.d_eff is None:
+        raise ValueError(f"{spec.name} has no finite-difference form in the registry (its SamplerSpec.d_eff is None)")
     s = [float(v) for v in check_sigmas(sigmas)]
     n = len(s) - 1
-    two_evals = method in ("heun", "dpm_solver_2", "amed")
-    expected = sum(2 if (two_evals and s[i + 1] > 0) else 1 for i in range(n))
+    expected = spec.nfe(n, to_zero=s[-1] == 0)
     if len(calls) != expected:
-        raise ValueError(f"{method} on this grid makes {expected} denoiser calls, the log has {len(calls)}")
+        raise ValueError(f"{spec.name} on this grid makes {expected} denoiser calls, the log has {len(calls)}")
     if order is None:
-        order = 4 if method == "ipndm" else 3
+        order = 4 if spec.name == "ipndm" else 3
     rs = _per_step(r, n, "r", 0.5, s[-1] == 0)
     cs = _per_step(c, n, "c", 1.0, s[-1] == 0)
     out, k = [], 0
@@ -182,23 +178,23 @@ def d_eff(method: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | Non
         k += 1
         xs.append(x), dens.append(den), epss.append((x - den) / sig)
         sig_next = s[i + 1]
-        if sig_next == 0 or method == "euler" or (method == "dpm_solver_pp_2m" and i == 0):
+        if sig_next == 0 or spec.name == "euler" or (spec.name == "dpm_solver_pp_2m" and i == 0):
             out.append(den)
             continue
-        if two_evals:
+        if spec.evals_per_step == 2:
             den2 = calls[k][2]
             k += 1
-            if method == "heun":
+            if spec.name == "heun":
                 out.append(heun_d_eff(den, den2, sig, sig_next))
-            elif method == "dpm_solver_2":
+            elif spec.name == "dpm_solver_2":
                 out.append(dpm_solver_2_d_eff(den, den2, sig, sig_next, rs[i]))
             else:
                 out.append(amed_d_eff(x, den, den2, sig, sig_next, rs[i], cs[i]))
-        elif method == "dpm_solver_pp_2m":
+        elif spec.name == "dpm_solver_pp_2m":
             out.append(dpm_solver_pp_2m_d_eff(den, dens[i - 1], s[i - 1], sig, sig_next))
         else:
             m = min(order, i + 1)
-            out.append(multistep_d_eff(den, epss[i::-1][:m], s[i::-1][:m], sig_next, method=method))
+            out.append(multistep_d_eff(den, epss[i::-1][:m], s[i::-1][:m], sig_next, sampler=spec.name))
     return torch.stack(out)
 
 

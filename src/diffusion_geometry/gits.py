@@ -3,7 +3,7 @@ r"""GITS: a time schedule found by dynamic programming on a fine grid (Chen et a
 All sampling trajectories share nearly the same shape, so one schedule fitted on a small warm-up
 batch serves every sample. The recipe (``gits_utils.get_dp_list`` and ``dp`` of the official code):
 
-1. run a *teacher* (iPNDM by default) on a fine grid :math:`\sigma_0 > \dots > \sigma_{N-1}` (EDM
+1. run a *teacher* sampler (``sampler=``, iPNDM by default) on a fine grid :math:`\sigma_0 > \dots > \sigma_{N-1}` (EDM
    :math:`\rho = 7`, 61 levels) from a warm-up batch; keep its points :math:`x_i` and directions
    :math:`\varepsilon_i = (x_i - D(x_i;\sigma_i))/\sigma_i`;
 2. the *cost* of jumping from level :math:`i` to level :math:`j > i` with one Euler step along the
@@ -27,7 +27,7 @@ import torch
 from .schedules import check_sigmas, edm_sigmas
 from .trajectory import sample
 
-__all__ = ["gits_cost_matrix", "gits_dp", "path_cost", "gits_sigmas", "GITSResult"]
+__all__ = ["gits_cost_matrix", "gits_dp", "path_cost", "gits_fit", "gits_sigmas", "GITSResult"]
 
 METRICS = ("l2", "dev")
 
@@ -124,15 +124,16 @@ def gits_dp(cost, n_steps: int, *, coeff: float = 1.15) -> list[int]:
 
 
 class GITSResult:
-    """What :func:`gits_sigmas` found: ``sigmas`` (the schedule), ``indices`` (into ``fine_grid``),
-    ``cost`` (the cost matrix), ``fine_grid``, ``coeff`` and ``teacher`` (the warm-up :class:`Trajectory`).
+    """What :func:`gits_fit` found: ``sigmas`` (the schedule), ``indices`` (into ``fine_grid``),
+    ``cost`` (the cost matrix), ``fine_grid``, ``coeff`` and ``trajectory`` (the sampler's warm-up
+    :class:`~diffusion_geometry.Trajectory` on the fine grid).
 
     :meth:`schedule` re-solves the dynamic programme on the same cost matrix for another number of
-    steps (or ``coeff``) without running the teacher again."""
+    steps (or ``coeff``) without running the sampler again."""
 
-    def __init__(self, sigmas, indices, cost, fine_grid, teacher, coeff):
+    def __init__(self, sigmas, indices, cost, fine_grid, trajectory, coeff):
         self.sigmas, self.indices, self.cost, self.fine_grid = sigmas, indices, cost, fine_grid
-        self.teacher, self.coeff = teacher, coeff
+        self.trajectory, self.coeff = trajectory, coeff
 
     def schedule(self, n_steps: int, coeff: float | None = None) -> torch.Tensor:
         """The GITS schedule with ``n_steps`` steps from the stored cost matrix."""
@@ -143,17 +144,18 @@ class GITSResult:
         return f"GITSResult(sigmas={[round(float(s), 4) for s in self.sigmas]})"
 
 
-def gits_sigmas(denoiser, x_warmup: torch.Tensor, n_steps: int, *, fine_grid=None, teacher: str = "ipndm",
-                metric: str = "l2", coeff: float = 1.15, return_details: bool = False, **teacher_opts):
-    r"""A GITS schedule with ``n_steps`` steps (``n_steps + 1`` levels), fitted on ``x_warmup``.
+def gits_fit(denoiser, x_warmup: torch.Tensor, n_steps: int, *, fine_grid=None, sampler: str = "ipndm",
+             metric: str = "l2", coeff: float = 1.15, **sampler_opts) -> GITSResult:
+    r"""Fit a GITS schedule with ``n_steps`` steps (``n_steps + 1`` levels) on ``x_warmup``; return
+    everything found (:class:`GITSResult`: the schedule, the cost matrix, the warm-up trajectory).
 
-    ``x_warmup`` are start points at ``fine_grid[0]`` (e.g. ``80 * randn``). The teacher (a name in
-    :data:`diffusion_geometry.samplers.SAMPLERS`, with ``teacher_opts``) runs along ``fine_grid``
-    (default ``edm_sigmas(60)``: 61 levels, as in the paper's code); then :func:`gits_cost_matrix` and
-    :func:`gits_dp`. The schedule starts and ends where ``fine_grid`` does. Cost: one teacher run,
-    ``len(fine_grid) - 1`` evaluations per warm-up sample for a one-evaluation teacher.
-
-    Returns the schedule (float64 tensor), or a :class:`GITSResult` with ``return_details=True``.
+    ``x_warmup`` are start points at ``fine_grid[0]`` (e.g. ``80 * randn``). ``sampler`` (the paper's
+    *teacher*: a name in :data:`diffusion_geometry.samplers.SAMPLERS`, with ``sampler_opts``) runs along
+    ``fine_grid`` (default ``edm_sigmas(60)``: 61 levels, as in the paper's code); then
+    :func:`gits_cost_matrix` and :func:`gits_dp`. The schedule starts and ends where ``fine_grid`` does.
+    Cost: one sampler run, ``len(fine_grid) - 1`` evaluations per warm-up sample for a one-evaluation
+    sampler. Raises ``ValueError`` for an unknown ``metric``, a malformed ``x_warmup`` or ``n_steps``
+    outside ``[1, len(fine_grid) - 1]``.
     """
     fine_grid = edm_sigmas(60) if fine_grid is None else check_sigmas(fine_grid)
     if metric not in METRICS:
@@ -162,10 +164,13 @@ def gits_sigmas(denoiser, x_warmup: torch.Tensor, n_steps: int, *, fine_grid=Non
         raise ValueError("x_warmup must be a tensor of shape (batch, ...) with batch >= 1")
     if not isinstance(n_steps, int) or isinstance(n_steps, bool) or not 1 <= n_steps < fine_grid.numel():
         raise ValueError(f"n_steps must be an integer in [1, {fine_grid.numel() - 1}], got {n_steps!r}")
-    traj = sample(denoiser, x_warmup, fine_grid, method=teacher, **teacher_opts)
+    traj = sample(denoiser, x_warmup, fine_grid, sampler=sampler, **sampler_opts)
     cost = gits_cost_matrix(fine_grid, traj.x, traj.directions, metric=metric)
     idx = gits_dp(cost, n_steps, coeff=coeff)
-    sigmas = fine_grid.to(torch.float64)[idx]
-    if return_details:
-        return GITSResult(sigmas, idx, cost, fine_grid, traj, coeff)
-    return sigmas
+    return GITSResult(fine_grid.to(torch.float64)[idx], idx, cost, fine_grid, traj, coeff)
+
+
+def gits_sigmas(denoiser, x_warmup: torch.Tensor, n_steps: int, **kwargs) -> torch.Tensor:
+    """The GITS schedule alone (a float64 tensor of ``n_steps + 1`` levels): ``gits_fit(...).sigmas``,
+    with the same arguments and errors as :func:`gits_fit`."""
+    return gits_fit(denoiser, x_warmup, n_steps, **kwargs).sigmas

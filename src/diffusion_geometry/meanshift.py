@@ -25,6 +25,8 @@ the likelihood measurements (:func:`log_likelihood_gain`, :func:`likelihood_gain
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import math
 from dataclasses import dataclass
 
@@ -43,6 +45,7 @@ __all__ = [
     "likelihood_gain_bound",
     "LikelihoodSteps",
     "likelihood_along",
+    "Landing",
     "landing",
     "cluster_points",
 ]
@@ -58,9 +61,9 @@ def _check_denoiser(denoiser) -> None:
         raise TypeError("denoiser must be callable as denoiser(x, sigma)")
 
 
-def _check_kde(kde) -> None:
-    if not isinstance(kde, EmpiricalDenoiser):
-        raise TypeError(f"kde must be an EmpiricalDenoiser (the training set), got {type(kde).__name__}")
+def _check_optimal(optimal) -> None:
+    if not isinstance(optimal, EmpiricalDenoiser):
+        raise TypeError(f"optimal must be an EmpiricalDenoiser (the training set), got {type(optimal).__name__}")
 
 
 def _check_x(x) -> None:
@@ -69,6 +72,8 @@ def _check_x(x) -> None:
 
 
 def _positive_sigma(sigma) -> float:
+    if isinstance(sigma, (bool, str, bytes)):
+        raise TypeError(f"sigma must be a number, got {type(sigma).__name__}")
     try:
         s = float(sigma)
     except (TypeError, ValueError):
@@ -195,12 +200,12 @@ def step_fractions(sigmas) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_likelihood_gain(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> torch.Tensor:
+def log_likelihood_gain(optimal: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> torch.Tensor:
     r"""How much a partial mean-shift step raises the log-density it is taken under:
 
     .. math:: \log p_\sigma\big(x + \lambda(m_\sigma(x) - x)\big) - \log p_\sigma(x),
 
-    with :math:`p_\sigma` the Gaussian KDE of ``kde``'s training set and :math:`m_\sigma` its mean
+    with :math:`p_\sigma` the Gaussian KDE of ``optimal``'s training set and :math:`m_\sigma` its mean
     shift. Non-negative for :math:`0 \le \lambda \le 2` (Chen et al. 2023, the monotone-likelihood
     theorem); it can be negative for :math:`\lambda > 2`. ``lam`` is a number (result ``(batch,)``)
     or a 1-D sequence of fractions (result ``(len(lam), batch)``).
@@ -208,14 +213,14 @@ def log_likelihood_gain(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> 
     Computed in float64 whatever the dtype of ``x`` (the step, the mean shift and both log-densities:
     at d = 784 a log-density is in the thousands, so float32 would lose the gain); returns float64.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     _check_x(x)
     s = _positive_sigma(sigma)
     x = _as64(x)
     lams, scalar = _lams(lam, x)
-    m = kde(x, s)
-    base = kde.log_prob(x, s)
-    moved = [kde.log_prob(x + float(l) * (m - x), s) for l in lams]
+    m = optimal(x, s)
+    base = optimal.log_prob(x, s)
+    moved = [optimal.log_prob(x + float(l) * (m - x), s) for l in lams]
     if not (torch.isfinite(base).all() and all(torch.isfinite(v).all() for v in moved)):
         raise ValueError(f"the log-densities at sigma = {s:g} overflow float64 (|x - y|^2 / 2 sigma^2 > 1e308): "
                          "their difference is not defined; use a larger sigma")
@@ -224,7 +229,7 @@ def log_likelihood_gain(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> 
 
 
 @torch.no_grad()
-def likelihood_gain_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> torch.Tensor:
+def likelihood_gain_bound(optimal: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -> torch.Tensor:
     r"""The theorem's lower bound on :func:`log_likelihood_gain`, for :math:`0 \le \lambda \le 2`:
 
     .. math:: \log\Big(1 + \lambda(2-\lambda)\,\frac{\lVert m_\sigma(x) - x\rVert^2}{2\sigma^2}\Big) \;\ge\; 0.
@@ -232,14 +237,14 @@ def likelihood_gain_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, lam) -
     It follows from the convexity of the Gaussian profile :math:`k(u) = e^{-u/2}`; see the proof in the
     mean-shift chapter. Same shapes as :func:`log_likelihood_gain`; computed in float64, returns float64.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     _check_x(x)
     s = _positive_sigma(sigma)
     x = _as64(x)
     lams, scalar = _lams(lam, x)
     if (lams > 2).any():
         raise ValueError("the bound holds for step fractions 0 <= lam <= 2 only")
-    shift2 = _flat(kde(x, s) - x).pow(2).sum(1)
+    shift2 = _flat(optimal(x, s) - x).pow(2).sum(1)
     # log(1 + c q) with q = |m - x|^2 / 2 sigma^2, as logaddexp(0, log c + log q): q is never formed, so
     # it cannot overflow as sigma -> 0 (c = 0 or a zero shift give log(0) = -inf and a bound of 0)
     log_q = torch.log(shift2) - math.log(2.0) - 2.0 * math.log(s)
@@ -274,16 +279,16 @@ class LikelihoodSteps:
 
 
 @torch.no_grad()
-def likelihood_along(kde: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodSteps:
+def likelihood_along(optimal: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodSteps:
     r"""Measure the likelihood theorem at every step of ``traj`` (a :class:`~diffusion_geometry.Trajectory`).
 
     For each step ``n`` and trajectory ``b``: the log-density gain under the step's own bandwidth, the
     theorem's bound, the gain across the bandwidth change, and how far the step is from a partial
-    mean-shift step of ``kde`` (see :class:`LikelihoodSteps`). The grid must end above 0 (the density
+    mean-shift step of ``optimal`` (see :class:`LikelihoodSteps`). The grid must end above 0 (the density
     :math:`p_0` of a finite data set is not a function). Every quantity is computed in float64 from the
     trajectory's points (exactly converted), whatever their dtype; the fields are float64.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     if not isinstance(traj, Trajectory):
         raise TypeError(f"traj must be a Trajectory, got {type(traj).__name__}")
     sig = check_sigmas(traj.sigmas)
@@ -294,10 +299,10 @@ def likelihood_along(kde: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodStep
     for n in range(len(sig) - 1):
         s, s_next = float(sig[n]), float(sig[n + 1])
         x, x_next = _as64(traj.x[n]), _as64(traj.x[n + 1])
-        base = kde.log_prob(x, s)
-        same.append(kde.log_prob(x_next, s) - base)
-        nxt.append(kde.log_prob(x_next, s_next) - base)
-        m = kde(x, s)
+        base = optimal.log_prob(x, s)
+        same.append(optimal.log_prob(x_next, s) - base)
+        nxt.append(optimal.log_prob(x_next, s_next) - base)
+        m = optimal(x, s)
         shift2 = _flat(m - x).pow(2).sum(1)
         ln = float(lam[n])
         bound.append(torch.log1p(ln * (2 - ln) * shift2 / (2 * s**2)))
@@ -311,22 +316,32 @@ def likelihood_along(kde: EmpiricalDenoiser, traj: Trajectory) -> LikelihoodStep
 # --------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def landing(kde: EmpiricalDenoiser, x: torch.Tensor, sigmas, *, method: str = "euler", denoiser=None, **opts):
-    r"""Run a sampler from ``x`` (at ``sigmas[0]``) and find the training point each sample lands on.
+class Landing(NamedTuple):
+    """Where sampled trajectories end: ``distances`` ``(batch,)`` and ``indices`` ``(batch,)`` of the
+    nearest training point of each final sample (the fields of
+    :class:`~diffusion_geometry.denoisers.Neighbours`, for ``k = 1``), and the ``samples`` themselves."""
 
-    The sampler uses ``denoiser`` (default: ``kde`` itself, the optimal denoiser, so sampling is
-    annealed mean shift). Returns ``(index, distance, samples)``: the index ``(batch,)`` of the nearest
-    training point of each final sample, its distance ``(batch,)``, and the samples. Colouring the
-    starting points by ``index`` draws the basins of attraction of the training points.
+    distances: torch.Tensor
+    indices: torch.Tensor
+    samples: torch.Tensor
+
+
+@torch.no_grad()
+def landing(optimal: EmpiricalDenoiser, x: torch.Tensor, sigmas, *, sampler: str = "euler", denoiser=None,
+            **opts) -> Landing:
+    r"""Run ``sampler`` from ``x`` (at ``sigmas[0]``) and find the training point each sample lands on.
+
+    The sampler uses ``denoiser`` (default: ``optimal`` itself, the optimal denoiser, so sampling is
+    annealed mean shift). Returns a :class:`Landing` ``(distances, indices, samples)``. Colouring the
+    starting points by ``indices`` draws the basins of attraction of the training points.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     _check_x(x)
-    den = kde if denoiser is None else denoiser
+    den = optimal if denoiser is None else denoiser
     _check_denoiser(den)
-    traj = sample(den, x, sigmas, method=method, **opts)
-    dist, idx = kde.nearest(traj.sample, k=1)
-    return idx[:, 0], dist[:, 0], traj.sample
+    traj = sample(den, x, sigmas, sampler=sampler, **opts)
+    near = optimal.nearest(traj.sample, k=1)
+    return Landing(near.distances[:, 0], near.indices[:, 0], traj.sample)
 
 
 def cluster_points(points: torch.Tensor, tol: float):
@@ -350,53 +365,14 @@ def cluster_points(points: torch.Tensor, tol: float):
 
 
 # --------------------------------------------------------------------------------------------------
-# small 2-D training sets for pictures of basins
-# --------------------------------------------------------------------------------------------------
-
-TRAINING_SETS_2D = ("ring", "moons", "clusters")
-"""Names accepted by :func:`training_set_2d`."""
-
-
-def training_set_2d(name: str, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """A small 2-D training set ``(n, 2)`` of scale about 2, for basin-of-attraction pictures.
-
-    ``"ring"``: draws from the 8-mode ring mixture (:func:`~diffusion_geometry.datasets.mixture_2d`);
-    ``"moons"``: scikit-learn's two interleaving half circles (noise 0.06), centred and scaled by 1.5;
-    ``"clusters"``: an unbalanced pair of clusters, three quarters of the points around (-1, 0) and a
-    quarter around (1.5, 0.5), standard deviation 0.35.
-    """
-    from . import datasets
-
-    if name not in TRAINING_SETS_2D:
-        raise ValueError(f"unknown training set {name!r}; choose one of {TRAINING_SETS_2D}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    g = torch.Generator().manual_seed(seed)
-    if name == "ring":
-        return datasets.mixture_2d(dtype=dtype).sample(n, generator=g)
-    if name == "moons":
-        from sklearn.datasets import make_moons
-
-        pts, _ = make_moons(n, noise=0.06, random_state=seed)
-        pts = torch.as_tensor(pts, dtype=dtype)
-        return 1.5 * (pts - torch.tensor([0.5, 0.25], dtype=dtype))
-    big = (3 * n + 3) // 4
-    centres = torch.tensor([[-1.0, 0.0]] * big + [[1.5, 0.5]] * (n - big), dtype=dtype)
-    return centres + 0.35 * torch.randn(n, 2, generator=g, dtype=dtype)
-
-
-__all__ += ["TRAINING_SETS_2D", "training_set_2d"]
-
-
-# --------------------------------------------------------------------------------------------------
 # the bandwidth change: how the density moves when sigma moves with x
 # --------------------------------------------------------------------------------------------------
 
 
-def _pair_chunk(kde: EmpiricalDenoiser, batch: int) -> int:
+def _pair_chunk(optimal: EmpiricalDenoiser, batch: int) -> int:
     """Training points per chunk so that one (batch, chunk, d) difference tensor stays below 2**22 numbers."""
-    d = math.prod(kde.shape)
-    return max(1, min(len(kde), (1 << 22) // max(1, batch * d)))
+    d = math.prod(optimal.shape)
+    return max(1, min(len(optimal), (1 << 22) // max(1, batch * d)))
 
 
 @torch.no_grad()
@@ -408,7 +384,7 @@ def _over_sigma2(trace: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.where(trace == 0, torch.zeros_like(trace), torch.full_like(trace, math.inf))
 
 
-def posterior_trace(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+def posterior_trace(optimal: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Tensor:
     r"""The trace of the posterior covariance of the training point given ``x`` at noise level ``sigma``:
 
     .. math:: \operatorname{tr}\operatorname{Cov}[y \mid x] = \sum_i w_i(x)\,\lVert y_i - m_\sigma(x)\rVert^2,
@@ -422,8 +398,8 @@ def posterior_trace(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Ten
 
     Parameters
     ----------
-    kde : the training set, an :class:`~diffusion_geometry.EmpiricalDenoiser`.
-    x : ``(batch, *kde.shape)`` query points, on the device of the data.
+    optimal : the training set, an :class:`~diffusion_geometry.EmpiricalDenoiser`.
+    x : ``(batch, *optimal.shape)`` query points, on the device of the data.
     sigma : a positive number, the bandwidth.
 
     Returns ``(batch,)`` in float64 whatever the dtypes of ``x`` and the data, computed from explicit
@@ -431,26 +407,26 @@ def posterior_trace(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Ten
     smallest distance (no NaN as sigma -> 0: the limit is one-hot, trace 0), over chunks of the training set with a streaming softmax, so memory
     stays O(batch x chunk x d) with ``batch * chunk * d`` below about 4 million numbers.
 
-    Raises ``TypeError`` if ``kde`` is not an :class:`~diffusion_geometry.EmpiricalDenoiser` or sigma is
+    Raises ``TypeError`` if ``optimal`` is not an :class:`~diffusion_geometry.EmpiricalDenoiser` or sigma is
     not a number, ``ValueError`` for a non-positive or non-finite sigma or a wrongly shaped ``x``.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     _check_x(x)
     s = _positive_sigma(sigma)
-    if tuple(x.shape[1:]) != tuple(kde.shape):
-        raise ValueError(f"x must have shape (batch, {', '.join(map(str, kde.shape))}), got {tuple(x.shape)}")
+    if tuple(x.shape[1:]) != tuple(optimal.shape):
+        raise ValueError(f"x must have shape (batch, {', '.join(map(str, optimal.shape))}), got {tuple(x.shape)}")
     xf = _flat(x).to(torch.float64)
-    kde(xf.reshape(x.shape)[:1], s)  # checks the device
+    optimal(xf.reshape(x.shape)[:1], s)  # checks the device
     log_two_s2 = math.log(2.0) + 2.0 * math.log(s)  # log(2 sigma^2), finite even where sigma^2 underflows
 
     def scaled(delta):  # delta / (2 sigma^2) for delta >= 0, without forming sigma^2 (0 stays 0)
         return torch.exp(torch.log(delta) - log_two_s2)
 
-    B, step = xf.shape[0], _pair_chunk(kde, xf.shape[0])
-    chunks = [torch.arange(lo, min(lo + step, len(kde)), device=xf.device) for lo in range(0, len(kde), step)]
+    B, step = xf.shape[0], _pair_chunk(optimal, xf.shape[0])
+    chunks = [torch.arange(lo, min(lo + step, len(optimal)), device=xf.device) for lo in range(0, len(optimal), step)]
 
     def points(idx):  # (chunk, d) in float64
-        return kde.training_points(idx).reshape(len(idx), -1).to(torch.float64)
+        return optimal.training_points(idx).reshape(len(idx), -1).to(torch.float64)
 
     # pass 1: the posterior mean m, by a softmax shifted by the smallest distance so far (the nearest
     # point has logit 0: no 0/0, and sigma -> 0 gives exactly the nearest point)
@@ -479,7 +455,7 @@ def posterior_trace(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Ten
 
 
 @torch.no_grad()
-def log_density_rate(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+def log_density_rate(optimal: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Tensor:
     r"""How fast the KDE log-density changes along the probability-flow ODE, per unit of :math:`\log\sigma`:
 
     .. math:: \frac{\mathrm d}{\mathrm d\log\sigma}\,\log p_\sigma\big(x(\sigma)\big)
@@ -496,13 +472,13 @@ def log_density_rate(kde: EmpiricalDenoiser, x: torch.Tensor, sigma) -> torch.Te
 
     Same arguments, shapes and errors as :func:`posterior_trace`; returns ``(batch,)``.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     s = _positive_sigma(sigma)
-    return _over_sigma2(posterior_trace(kde, x, s), s) - math.prod(kde.shape)
+    return _over_sigma2(posterior_trace(optimal, x, s), s) - math.prod(optimal.shape)
 
 
 @torch.no_grad()
-def euler_bandwidth_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
+def euler_bandwidth_bound(optimal: EmpiricalDenoiser, x: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
     r"""A lower bound on the log-density change of one Euler step *across* the bandwidth change,
     :math:`\log p_{\sigma'}(x') - \log p_\sigma(x)` with :math:`x' = x + \lambda(m_\sigma(x) - x)`,
     :math:`\lambda = 1 - \sigma'/\sigma`, :math:`t = \sigma/\sigma' > 1`:
@@ -520,19 +496,119 @@ def euler_bandwidth_bound(kde: EmpiricalDenoiser, x: torch.Tensor, sigma, sigma_
     :math:`\operatorname{tr}\operatorname{Cov} > \eta\, d\sigma^2` with :math:`\eta = 2\log t/(t^2 - 1) < 1/t < 1`
     (:math:`\eta \to 1` for small steps, the ODE limit of :func:`log_density_rate`).
 
-    ``kde`` and ``x`` as in :func:`posterior_trace`; ``sigma > sigma_next > 0`` are numbers. Returns
+    ``optimal`` and ``x`` as in :func:`posterior_trace`; ``sigma > sigma_next > 0`` are numbers. Returns
     ``(batch,)``. Raises ``ValueError`` unless ``sigma > sigma_next > 0``, and the errors of
     :func:`posterior_trace`.
     """
-    _check_kde(kde)
+    _check_optimal(optimal)
     s, s_next = _positive_sigma(sigma), _positive_sigma(sigma_next)
     if not s_next < s:
         raise ValueError(f"need sigma > sigma_next > 0, got sigma={s}, sigma_next={s_next}")
     t = s / s_next
-    d = math.prod(kde.shape)
-    ratio = _over_sigma2(posterior_trace(kde, x, s), s)
+    d = math.prod(optimal.shape)
+    ratio = _over_sigma2(posterior_trace(optimal, x, s), s)
     spread = torch.where(ratio == 0, torch.zeros_like(ratio), (t * t - 1) / 2 * ratio)  # one-hot: no inf * 0
     return d * math.log(t) - spread
 
 
 __all__ += ["posterior_trace", "log_density_rate", "euler_bandwidth_bound"]
+
+
+# --------------------------------------------------------------------------------------------------
+# basins of attraction on a grid of the plane (chapter 07's figure and widget)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Basins:
+    r"""Basins of attraction of 2-D training points on a grid, two ways (from :func:`basins`).
+
+    Grid point ``(i, j)`` is :math:`(g_x[j], g_y[i])` (rows follow ``gy``, as ``pcolormesh`` expects).
+
+    Attributes: ``points`` ``(N, 2)`` the training points; ``sigma`` the noise level; ``gx`` ``(R,)``,
+    ``gy`` ``(R,)`` the grid axes; ``annealed`` ``(R, R)`` int64, the index of the training point that
+    the probability-flow ODE with the optimal denoiser (annealed mean shift) started at the grid point
+    at ``sigma`` lands on; ``fixed`` ``(R, R)`` int64, for mean shift at the fixed bandwidth ``sigma``,
+    the index of the training point nearest the mode of :math:`p_\sigma` it climbs to; ``modes``
+    ``(M, 2)`` those modes; ``log_prob`` ``(R, R)`` :math:`\log p_\sigma` on the grid.
+    """
+
+    points: torch.Tensor
+    sigma: float
+    gx: torch.Tensor
+    gy: torch.Tensor
+    annealed: torch.Tensor
+    fixed: torch.Tensor
+    modes: torch.Tensor
+    log_prob: torch.Tensor
+
+    @property
+    def n_basins(self) -> int:
+        """How many training points own at least one grid point under the ODE (``annealed``)."""
+        return int(self.annealed.unique().numel())
+
+
+def plane_grid(points: torch.Tensor, resolution: int, margin: float = 1.0):
+    """A ``resolution`` x ``resolution`` grid over the bounding box of 2-D ``points`` ``(N, 2)`` widened
+    by ``margin``: returns ``(gx (R,), gy (R,), grid (R * R, 2))`` in the dtype of ``points``, with
+    ``grid[i * R + j] = (gx[j], gy[i])`` (reshape a per-point value to ``(R, R)`` for ``pcolormesh``).
+    Raises ``ValueError`` if ``resolution`` is not an integer >= 2."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    lo, hi = points.min(0).values - margin, points.max(0).values + margin
+    gx = torch.linspace(float(lo[0]), float(hi[0]), resolution, dtype=points.dtype)
+    gy = torch.linspace(float(lo[1]), float(hi[1]), resolution, dtype=points.dtype)
+    X, Y = torch.meshgrid(gx, gy, indexing="xy")
+    return gx, gy, torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+
+
+def basins(points: torch.Tensor, sigma, *, resolution: int = 64, n_steps: int = 18, margin: float = 1.0,
+           sigma_min: float = 0.002) -> Basins:
+    r"""Basins of attraction of the training points ``points`` ``(N, 2)`` over a grid of the plane.
+
+    The grid is ``resolution`` x ``resolution`` points over the bounding box of ``points`` widened by
+    ``margin``. Each grid point is taken as :math:`x` at noise level ``sigma`` and
+
+    * run through the probability-flow ODE with the optimal denoiser of ``points`` (Heun, ``n_steps``
+      EDM steps from ``sigma`` down to ``sigma_min``), i.e. annealed mean shift, and labelled by the
+      training point it lands on (:func:`landing`; Chen et al. 2023, §4: every basin carries mass
+      :math:`1/N` under :math:`p_\sigma`, and for small ``sigma`` the basins are the Voronoi cells);
+    * run through mean shift at the *fixed* bandwidth ``sigma`` (:func:`mean_shift`, 500 iterations,
+      tolerance 1e-7), which climbs to a mode of :math:`p_\sigma`; modes closer than ``sigma / 4`` are
+      merged (:func:`cluster_points`), and each is labelled by its nearest training point.
+
+    ``points``: a floating tensor ``(N, 2)`` (computation in its dtype; float64 from
+    :func:`diffusion_geometry.datasets.training_set_2d`). Returns a :class:`Basins`. Raises
+    ``ValueError`` unless ``points`` is ``(N, 2)`` with ``N >= 1`` and finite, ``sigma`` is finite and
+    above ``2 * sigma_min`` (``TypeError`` if it is not a number), ``resolution >= 2``, ``n_steps >= 2``
+    and ``margin >= 0``.
+    """
+    from .schedules import edm_sigmas
+
+    if not isinstance(points, torch.Tensor) or points.ndim != 2 or points.shape[1] != 2 or len(points) == 0 \
+            or not points.is_floating_point():
+        shape = tuple(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__
+        raise ValueError(f"points must be a floating tensor of shape (N, 2) with N >= 1, got {shape}")
+    if not torch.isfinite(points).all():
+        raise ValueError("points contain NaN or inf")
+    s = _positive_sigma(sigma)
+    if not s > 2 * sigma_min:
+        raise ValueError(f"sigma must be finite and greater than 2 * sigma_min = {2 * sigma_min:g}, got {sigma!r}")
+    for name, value in (("resolution", resolution), ("n_steps", n_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+
+    optimal = EmpiricalDenoiser(points)
+    gx, gy, grid = plane_grid(points, resolution, margin)
+    annealed = landing(optimal, grid, edm_sigmas(n_steps, sigma_min=sigma_min, sigma_max=s), sampler="heun").indices
+    ends = mean_shift(optimal, grid, s, max_iter=500, tol=1e-7)[-1]
+    labels, modes = cluster_points(ends, 0.25 * s)
+    owner = optimal.nearest(modes, k=1).indices[:, 0]
+    shape = (resolution, resolution)
+    return Basins(points=points, sigma=s, gx=gx, gy=gy, annealed=annealed.reshape(shape),
+                  fixed=owner[labels].reshape(shape), modes=modes, log_prob=optimal.log_prob(grid, s).reshape(shape))
+
+
+__all__ += ["Basins", "basins", "plane_grid"]

@@ -13,10 +13,15 @@ and the count instead of returning a grid that is not strictly decreasing.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 __all__ = [
+    "SCHEDULES",
+    "ScheduleSpec",
+    "get_sigmas",
     "edm_sigmas",
     "logsnr_sigmas",
     "uniform_sigmas",
@@ -168,3 +173,48 @@ def check_sigmas(sigmas) -> torch.Tensor:
                          f"neighbours, first sigmas[{i}] = {float(sigmas[i]):g} -> sigmas[{i + 1}] = "
                          f"{float(sigmas[i + 1]):g}")
     return sigmas
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry: every named schedule declared once
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One named grid family: ``fn(n_steps, sigma_min, sigma_max, **opts)`` returns ``n_steps + 1``
+    levels; ``label`` is its name in tables and legends."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    label: str
+
+
+SCHEDULES: dict[str, ScheduleSpec] = {spec.name: spec for spec in (
+    ScheduleSpec("edm", edm_sigmas, "rho=7"),
+    ScheduleSpec("logsnr", logsnr_sigmas, "logSNR"),
+    ScheduleSpec("uniform", uniform_sigmas, "uniform"),
+)}
+"""The named schedules: the only list of them in the package (data-driven grids, GITS and AMED's,
+are fitted by :mod:`diffusion_geometry.gits` and passed as callables or tensors)."""
+
+
+def get_sigmas(schedule, n_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, **opts) -> torch.Tensor:
+    r"""The grid of ``n_steps`` steps (``n_steps + 1`` levels) of ``schedule``.
+
+    ``schedule``: a name in :data:`SCHEDULES` (``opts`` go to its function, e.g. ``rho=5`` or
+    ``dtype=``), or a callable ``n_steps -> sigmas`` (a fitted GITS grid per step count; it gets no
+    other argument, and its grid is checked with :func:`check_sigmas` and must have ``n_steps + 1``
+    levels). Raises ``ValueError`` for an unknown name, a wrong level count or a bad grid.
+    """
+    if callable(schedule):
+        if opts:
+            raise ValueError(f"options {sorted(opts)} are for named schedules; a callable takes only n_steps")
+        grid = check_sigmas(schedule(n_steps))
+        if grid.numel() != n_steps + 1:
+            raise ValueError(f"the schedule returned {grid.numel()} levels for {n_steps} steps")
+        return grid
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)} or pass a "
+                         "callable n_steps -> sigmas")
+    return SCHEDULES[schedule].fn(n_steps, sigma_min, sigma_max, **opts)

@@ -24,16 +24,17 @@ class Trajectory:
     ----------
     sigmas : ``(n + 1,)`` the grid walked.
     x : ``(n + 1, batch, ...)`` the sampling trajectory; ``x[0]`` is the start, ``x[-1]`` the sample.
-    denoised : ``(n, batch, ...)`` the denoising trajectory, ``denoised[i] = D(x[i]; sigmas[i])``.
+    denoised : ``(n, batch, ...)`` the denoising trajectory, ``denoised[i] = D(x[i]; sigmas[i])`` (for a
+        predictor-corrector sampler, UniPC, D at the predicted point that ``x[i]`` corrects).
     nfe : number of denoiser evaluations (each on the whole batch).
-    method : the sampler's name.
+    sampler : the sampler's registry name (or the function's ``__name__``).
     """
 
     sigmas: torch.Tensor
     x: torch.Tensor
     denoised: torch.Tensor
     nfe: int
-    method: str = ""
+    sampler: str = ""
 
     @property
     def sample(self) -> torch.Tensor:
@@ -65,10 +66,11 @@ def _listing(values: list, limit: int = 12) -> str:
     return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
-def sample(denoiser, x: torch.Tensor, sigmas, method: str = "heun", **opts) -> Trajectory:
-    """Run the sampler ``method`` from ``x`` (at ``sigmas[0]``) along ``sigmas`` and record both
+def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = "heun", **opts) -> Trajectory:
+    """Run ``sampler`` from ``x`` (at ``sigmas[0]``) along ``sigmas`` and record both
     trajectories. ``opts`` go to the sampler (e.g. ``r=`` for ``dpm_solver_2``, ``order=`` for
-    ``ipndm``). ``method`` may also be a sampler function with the common signature.
+    ``ipndm``). ``sampler`` is a name in :data:`~diffusion_geometry.samplers.SAMPLERS`, its spec, or a
+    sampler function with the common signature.
 
     The record is built from the sampler's callback, which must report each grid step exactly once,
     in order: ``i = 0, 1, ..., len(sigmas) - 2``, with the point ``x`` at ``sigmas[i]`` and its
@@ -76,15 +78,14 @@ def sample(denoiser, x: torch.Tensor, sigmas, method: str = "heun", **opts) -> T
     sample that gives ``len(sigmas)`` points of the sampling trajectory and ``len(sigmas) - 1`` of the
     denoising trajectory. A sampler that reports more or fewer steps, out of order, without the keys
     ``i``, ``x`` and ``denoised``, or with tensors of another shape than ``x`` raises ``ValueError``
-    naming the method, the expected count and the count received (a user ``callback`` still sees
+    naming the sampler, the expected count and the count received (a user ``callback`` still sees
     every report, before the check).
     """
-    if callable(method):
-        fn, name = method, getattr(method, "__name__", "custom")
-    elif method in _samplers.SAMPLERS:
-        fn, name = _samplers.SAMPLERS[method], method
+    if callable(sampler) and not isinstance(sampler, _samplers.SamplerSpec):
+        fn, name = sampler, getattr(sampler, "__name__", "custom")
     else:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(_samplers.SAMPLERS)}")
+        spec = _samplers.get_sampler(sampler)
+        fn, name = spec.fn, spec.name
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a tensor of shape (batch, ...), got {type(x).__name__}")
     sigmas = check_sigmas(sigmas)
@@ -95,7 +96,7 @@ def sample(denoiser, x: torch.Tensor, sigmas, method: str = "heun", **opts) -> T
     def callback(state):
         if not isinstance(state, dict) or not {"i", "x", "denoised"} <= set(state):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"method {name!r} reported {got}; the trajectory record needs a dict with "
+            raise ValueError(f"sampler {name!r} reported {got}; the trajectory record needs a dict with "
                              "keys 'i', 'x' and 'denoised'")
         reports.append(state)
         if user_cb is not None:
@@ -108,17 +109,17 @@ def sample(denoiser, x: torch.Tensor, sigmas, method: str = "heun", **opts) -> T
     if steps != expected:
         order = " (out of order)" if len(steps) == len(expected) else ""
         raise ValueError(
-            f"method {name!r} on a grid of len(sigmas) = {n_points} levels must report each step once, in "
+            f"sampler {name!r} on a grid of len(sigmas) = {n_points} levels must report each step once, in "
             f"order (i = 0..{n_points - 2}), for a trajectory of {n_points} points; it made {len(steps)} "
             f"reports ({len(steps) + 1} points) with i = {_listing(steps)}{order}")
     if not isinstance(final, torch.Tensor):
-        raise ValueError(f"method {name!r} returned {type(final).__name__}, not the final sample tensor")
+        raise ValueError(f"sampler {name!r} returned {type(final).__name__}, not the final sample tensor")
     xs = [x, *(r["x"] for r in reports[1:]), final]
     dens = [r["denoised"] for r in reports]
     for label, seq in (("x", xs), ("denoised", dens)):
         for k, t in enumerate(seq):
             if not isinstance(t, torch.Tensor) or t.shape != x.shape:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"method {name!r}: {label} at step {k} has shape {shape}, "
+                raise ValueError(f"sampler {name!r}: {label} at step {k} has shape {shape}, "
                                  f"expected {tuple(x.shape)} (the shape of x)")
-    return Trajectory(sigmas=sigmas, x=torch.stack(xs), denoised=torch.stack(dens), nfe=counting.nfe, method=name)
+    return Trajectory(sigmas=sigmas, x=torch.stack(xs), denoised=torch.stack(dens), nfe=counting.nfe, sampler=name)
