@@ -5,8 +5,11 @@ The scan reads every module of ``src/diffusion_geometry`` and every script of ``
 on any literal collection (tuple, list, set, or dict keys/values) that holds two or more sampler names
 or labels, or two or more schedule names, outside the registry's own module: such a collection is a
 second statement of a fact the registry holds (which samplers exist, their labels, which take two
-evaluations) and drifts from it. Chapters may choose which samplers to compare (their lists are
-selections, not facts); they are not scanned.
+evaluations) and drifts from it. A *selection* (which samplers an experiment compares) is stated
+through the registry instead, as validated names (``get_sampler(name)``, ``benchmarking.labelled``,
+``image_experiments``' selections), so an unknown or renamed sampler fails at once rather than
+drifting. Chapters may choose which samplers to compare (their lists are selections); they are not
+scanned.
 """
 import ast
 from pathlib import Path

@@ -236,10 +236,10 @@ class GITSGrids:
                 "gits_grids": {str(n): g.tolist() for n, g in self.grids.items()}}
 
 
-def fit_gits(denoiser, x_warmup: torch.Tensor, nfes, *, teacher: str = "ipndm", metric: str = "dev",
+def fit_gits(denoiser, x_warmup: torch.Tensor, nfes, *, sampler: str = "ipndm", metric: str = "dev",
              coeff: float = 1.15) -> GITSGrids:
     r"""Fit GITS schedules for every budget in ``nfes`` (one-evaluation samplers without AFS: ``n``
-    steps cost ``n`` evaluations) from one run of ``teacher`` on the 61-level :math:`\rho = 7` grid
+    steps cost ``n`` evaluations) from one run of ``sampler`` (the teacher) on the 61-level :math:`\rho = 7` grid
     from ``x_warmup``: :func:`diffusion_geometry.gits.gits_fit` for ``nfes[0]`` steps, then the dynamic
     programme re-solved on the same cost matrix for the other budgets (:meth:`GITSResult.schedule`).
 
@@ -248,7 +248,7 @@ def fit_gits(denoiser, x_warmup: torch.Tensor, nfes, *, teacher: str = "ipndm", 
     :func:`~diffusion_geometry.gits.gits_fit`, and ``ValueError`` for empty or repeated budgets.
     """
     nfes = _check_nfes(nfes)
-    fit = gits_fit(denoiser, x_warmup, nfes[0], sampler=teacher, metric=metric, coeff=coeff)
+    fit = gits_fit(denoiser, x_warmup, nfes[0], sampler=sampler, metric=metric, coeff=coeff)
     grids = {n: fit.schedule(n) for n in nfes}
     return GITSGrids(nfes, grids, fit, int(x_warmup.shape[0]), metric, coeff)
 
