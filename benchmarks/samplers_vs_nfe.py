@@ -39,7 +39,7 @@ def methods_with_amed(denoiser, x_warm):
             cache[key] = {"r": p.r, "c": p.c}
         return cache[key]
 
-    methods = bm.labelled(*(name for name in dg.samplers.SAMPLERS if name != "amed"))  # AMED: fitted below
+    methods = bm.labelled(*(name for name, spec in dg.samplers.SAMPLERS.items() if not spec.fitted))  # AMED: below
     methods[dg.samplers.SAMPLERS["ipndm"].label + "+AFS"] = ("ipndm", {"afs": True})
     methods[dg.samplers.SAMPLERS["amed"].label] = ("amed", amed_opts)
     return methods

@@ -93,7 +93,7 @@ def test_gits_schedule_uses_its_own_warmup_noise():
     den = lambda x, s: gm.denoise(x.double(), s).float()  # noqa: E731
     got = G.make_sigmas("gits", 4, denoiser=den, shape=(2,), warmup=8, seed=3)
     x_warm = G.initial_noise([G.sample_seed(3, i, stream=1) for i in range(8)], (2,), 80.0)
-    want = dg.gits.gits_sigmas(den, x_warm, 4, fine_grid=dg.edm_sigmas(60))
+    want = dg.gits.gits_sigmas(den, x_warm, 4, fine_grid=dg.edm_sigmas(60), metric="dev")  # chapter 10's GITS
     assert torch.equal(got, want)
     assert got.shape == (5,) and got[0] == 80.0 and got[-1] == 0.002
 
@@ -189,3 +189,27 @@ def test_command_report_on_fashion_shape(tiny_ckpt, tmp_path):
     # random weights give poor samples: far worse than real training images at the same n
     assert q["fd_test"] > 3 * q["fd_train_vs_test"]
     assert q["fid_test"] is None and q["fid_note"]
+
+
+@pytest.mark.parametrize("sampler, nfe, afs, steps", [("heun", 7, True, 4), ("ipndm", 5, False, 5), ("unipc", 6, True, 7)])
+def test_command_runs_at_a_budget(tiny_ckpt, tmp_path, sampler, nfe, afs, steps):
+    """--nfe spends exactly that many evaluations per sample (counted in the report), on the grid of
+    dg.budget.grid_for_nfe."""
+    out = tmp_path / sampler
+    args = ["--model", str(tiny_ckpt), "--n", "4", "--sampler", sampler, "--nfe", str(nfe), "--out", str(out),
+            "--no-progress", "--report", "no", "--threads", "1"] + (["--opt", "afs=true"] if afs else [])
+    assert G.main(args) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["nfe"] == nfe
+    assert rep["sigmas"] == dg.budget.grid_for_nfe(sampler, nfe, "edm", afs=afs).tolist()
+    assert len(rep["sigmas"]) == steps + 1
+
+
+@pytest.mark.parametrize("extra, message", [(["--nfe", "7"], "cannot spend exactly 7"),
+                                            (["--nfe", "8", "--append-zero"], "cannot go with")])
+def test_command_rejects_a_budget_it_cannot_meet(tiny_ckpt, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        G.main(["--model", str(tiny_ckpt), "--n", "4", "--sampler", "heun", *extra, "--out", str(tmp_path / "x"),
+                "--no-progress", "--report", "no"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -152,3 +152,10 @@ def test_gits_on_cuda_matches_cpu():
     assert gpu.cost.device.type == "cpu"
     assert torch.allclose(gpu.cost, cpu.cost, rtol=1e-9, atol=1e-12, equal_nan=True)
     assert gpu.indices == cpu.indices
+
+
+def test_gits_refuses_a_predictor_corrector_sampler():
+    """UniPC records D at its predicted points, so its (x_i - D_i)/sigma_i are not the directions GITS costs."""
+    gm, x, _ = _teacher()
+    with pytest.raises(ValueError, match="predicted points"):
+        gits.gits_fit(gm, x, 3, fine_grid=dg.edm_sigmas(10), sampler="unipc")

@@ -188,8 +188,9 @@ def test_updates_match_the_published_formulas(case):
 
 def test_dpm_solver_2_with_r_one_is_heun():
     sig = dg.edm_sigmas(12)
-    assert torch.allclose(samplers.dpm_solver_2(GM, X_T, sig, r=1.0), samplers.heun(GM, X_T, sig),
-                          rtol=1e-13, atol=1e-13)
+    for grid in (sig, dg.append_zero(sig)):  # the same loop: equal to the bit, with and without AFS
+        for afs in (False, True):
+            assert torch.equal(samplers.dpm_solver_2(GM, X_T, grid, r=1.0, afs=afs), samplers.heun(GM, X_T, grid, afs=afs))
 
 
 def test_ipndm_order_one_is_euler():
@@ -224,7 +225,8 @@ def test_step_to_zero_outputs_the_denoiser():
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("zero", [False, True])
 @pytest.mark.parametrize("n", [1, 2, 5])
-def test_nfe_is_exact(name, zero, n):
+@pytest.mark.parametrize("afs", [False, True])
+def test_nfe_is_exact(name, zero, n, afs):
     sig = dg.edm_sigmas(n)
     if zero:
         sig = dg.append_zero(sig)
@@ -235,8 +237,8 @@ def test_nfe_is_exact(name, zero, n):
         calls.append(float(s))
         return GM(x, s)
 
-    traj = dg.sample(counted, X_T, sig, sampler=name)
-    assert traj.nfe == len(calls) == samplers.SAMPLERS[name].nfe(n_steps, to_zero=zero)
+    traj = dg.sample(counted, X_T, sig, sampler=name, afs=afs)
+    assert traj.nfe == len(calls) == samplers.SAMPLERS[name].nfe(n_steps, to_zero=zero, afs=afs)
     assert 0.0 not in calls  # sigma = 0 is never evaluated
 
 

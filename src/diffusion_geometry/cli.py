@@ -20,7 +20,7 @@ import math
 
 import torch
 
-__all__ = ["positive_int", "non_negative_int", "positive_float", "finite_float", "fraction",
+__all__ = ["positive_int", "non_negative_int", "positive_float", "fraction",
            "device", "user_errors", "USER_ERRORS"]
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, KeyError)
@@ -52,11 +52,6 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
-
-
-def finite_float(text: str) -> float:
-    """A finite number (argparse ``type=``)."""
-    return _number(text, float, "a finite number")
 
 
 def positive_float(text: str) -> float:

@@ -640,9 +640,9 @@ class _PointSet:
 
 
 class Neighbours(NamedTuple):
-    """The answer of every nearest-neighbour query of the package (:meth:`EmpiricalDenoiser.nearest`,
-    :func:`diffusion_geometry.meanshift.landing`): ``distances`` and ``indices`` of the training points,
-    closest first (each ``(batch, k)`` from ``nearest``)."""
+    """The answer of :meth:`EmpiricalDenoiser.nearest`: ``distances`` and ``indices`` of the training
+    points, closest first, each ``(batch, k)`` (:func:`diffusion_geometry.meanshift.landing` answers
+    with the same two fields for ``k = 1``, and the samples)."""
 
     distances: torch.Tensor
     indices: torch.Tensor

@@ -112,18 +112,18 @@ def score_deviation(learned, optimal, x: torch.Tensor, sigmas, *, sampler: str =
 
 
 @torch.no_grad()
-def memorized_fraction(kde: EmpiricalDenoiser, samples: torch.Tensor, ratio: float = 1 / 3) -> float:
-    r"""The fraction of ``samples`` that copy a training point of ``kde``.
+def memorized_fraction(optimal: EmpiricalDenoiser, samples: torch.Tensor, ratio: float = 1 / 3) -> float:
+    r"""The fraction of ``samples`` that copy a training point of ``optimal``.
 
     A sample counts as memorised when its nearest training point is much closer than the second
     nearest, :math:`d_1 / d_2 < \text{ratio}` (Yoon et al. 2023; Gu et al. 2023 use ratio 1/3). Needs at
     least two training points.
     """
-    if not isinstance(kde, EmpiricalDenoiser):
-        raise TypeError(f"kde must be an EmpiricalDenoiser (the training set), got {type(kde).__name__}")
-    if len(kde) < 2:
+    if not isinstance(optimal, EmpiricalDenoiser):
+        raise TypeError(f"optimal must be an EmpiricalDenoiser (the training set), got {type(optimal).__name__}")
+    if len(optimal) < 2:
         raise ValueError("memorized_fraction needs at least two training points")
     if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
         raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
-    dist, _ = kde.nearest(samples, k=2)
+    dist, _ = optimal.nearest(samples, k=2)
     return float((dist[:, 0] < ratio * dist[:, 1]).double().mean())

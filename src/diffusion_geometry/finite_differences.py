@@ -16,18 +16,20 @@ so the sampling trajectory bends only where the denoising trajectory moves (:fun
 (:func:`implied_d_eff` recovers :math:`D_\text{eff}` from any step), where :math:`D_\text{eff}` is a finite
 difference of the denoiser outputs the sampler has seen (:math:`D_n = D(x_n;\sigma_n)`, :math:`h = \sigma_{n+1} - \sigma_n`).
 The form of each sampler is its registry entry's ``d_eff`` (``dg.samplers.SAMPLERS[name].d_eff``, LaTeX;
-chapter 5 prints them as a table): Euler :math:`D_n`; Heun and DPM-Solver-2 a difference of
-:math:`D` between the start and the intermediate point; AMED the same with its factor :math:`c`;
-DPM-Solver++(2M) a backward difference in :math:`\log\sigma`; iPNDM and DEIS differences of the
-directions :math:`\varepsilon`.
+chapter 5 prints them): Euler :math:`D_n`; Heun and DPM-Solver-2 a difference of :math:`D` between the
+start and the intermediate point; AMED the same with its factor :math:`c`; DPM-Solver++(2M) a backward
+difference in :math:`\log\sigma`; iPNDM, DEIS and iPNDM-v differences of the directions
+:math:`\varepsilon`. UniPC and DPM-Solver++(3M) are not assembled here (their registry ``d_eff`` is
+``None``; their docstrings give the form).
 
-The last two are differences of the directions :math:`\varepsilon`, which the curvature identity turns
+The multistep ones are differences of the directions :math:`\varepsilon`, which the curvature identity turns
 into differences of the denoising trajectory to first order. :func:`d_eff` evaluates these formulas
 from a log of the denoiser calls a sampler made (:class:`RecordingDenoiser`); the chapter checks them
 against the samplers' own steps to round-off.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -153,8 +155,8 @@ def d_eff(sampler: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | No
     r"""The effective denoiser output of every step, ``(n_steps, batch, ...)``, from the finite-difference
     formulas of the registry's ``d_eff`` forms, evaluated on the log ``calls`` of a :class:`RecordingDenoiser` that
     ``sampler`` (a name in :data:`~diffusion_geometry.samplers.SAMPLERS` with a ``d_eff`` form) used along ``sigmas``
-    (without ``afs``). ``r``, ``c`` and ``order`` are the sampler's options (``order`` defaults to 4 for
-    iPNDM, 3 for DEIS; ``c`` may be per step for AMED). A step to 0 has :math:`D_\text{eff} = D_n`.
+    (without ``afs``). ``r``, ``c`` and ``order`` are the sampler's options (``order`` defaults to the
+    sampler's own default; ``c`` may be per step for AMED). A step to 0 has :math:`D_\text{eff} = D_n`.
     Raises ``ValueError`` for another sampler, or a log that does not match the grid.
     """
     spec = get_sampler(sampler)
@@ -165,8 +167,8 @@ def d_eff(sampler: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | No
     expected = spec.nfe(n, to_zero=s[-1] == 0)
     if len(calls) != expected:
         raise ValueError(f"{spec.name} on this grid makes {expected} denoiser calls, the log has {len(calls)}")
-    if order is None:
-        order = 4 if spec.name == "ipndm" else 3
+    if order is None and spec.multistep_weights is not None:
+        order = inspect.signature(spec.fn).parameters["order"].default  # the sampler's own default
     rs = _per_step(r, n, "r", 0.5, s[-1] == 0)
     cs = _per_step(c, n, "c", 1.0, s[-1] == 0)
     out, k = [], 0
@@ -188,8 +190,11 @@ def d_eff(sampler: str, calls, sigmas, *, r: float = 0.5, c=1.0, order: int | No
                 out.append(heun_d_eff(den, den2, sig, sig_next))
             elif spec.name == "dpm_solver_2":
                 out.append(dpm_solver_2_d_eff(den, den2, sig, sig_next, rs[i]))
-            else:
+            elif spec.name == "amed":
                 out.append(amed_d_eff(x, den, den2, sig, sig_next, rs[i], cs[i]))
+            else:
+                raise ValueError(f"{spec.name} states a D_eff form in the registry, but d_eff has no assembly "
+                                 "for it: add one here")
         elif spec.name == "dpm_solver_pp_2m":
             out.append(dpm_solver_pp_2m_d_eff(den, dens[i - 1], s[i - 1], sig, sig_next))
         else:

@@ -30,6 +30,8 @@ arithmetic whichever process runs its shard; shards are dealt round-robin to the
 ``--steps`` is the number of sampler steps: the schedule has ``steps + 1`` levels from
 ``sigma_max`` to ``sigma_min`` (``--append-zero`` adds a last Euler step to 0, EDM's convention).
 Heun uses two evaluations per step (one for a step to 0); the report states the measured NFE.
+``--nfe`` gives a budget instead: the step count that spends exactly that many evaluations per sample
+(:func:`diffusion_geometry.budget.steps_for_nfe`, the accounting of chapter 10 and the GPU profile).
 """
 from __future__ import annotations
 
@@ -50,10 +52,11 @@ from . import samplers as _samplers
 from .schedules import append_zero as _append_zero
 from .schedules import SCHEDULES as _NAMED_SCHEDULES
 from .schedules import check_sigmas, edm_sigmas, get_sigmas
+from .budget import steps_for_nfe
 from .trajectory import CountingDenoiser
 
 __all__ = [
-    "SCHEDULES",
+    "CLI_SCHEDULES",
     "load_denoiser",
     "model_sha256",
     "sample_seed",
@@ -66,8 +69,8 @@ __all__ = [
     "main",
 ]
 
-SCHEDULES = (*_NAMED_SCHEDULES, "gits")
-"""Schedule names of :func:`make_sigmas` (``edm`` takes ``rho``; ``gits`` needs a denoiser)."""
+CLI_SCHEDULES = (*_NAMED_SCHEDULES, "gits")
+"""The choices of ``--schedule``: the named schedules of the registry and ``gits`` (fitted; needs a denoiser)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,29 +144,27 @@ def make_sigmas(schedule: str, steps: int, *, sigma_min: float = 0.002, sigma_ma
     """The noise grid of ``steps`` sampler steps: ``steps + 1`` levels (float64, CPU), plus a final 0
     with ``append_zero``.
 
-    ``schedule``: a name in :data:`diffusion_geometry.schedules.SCHEDULES` (``"edm"`` takes ``rho``)
-    or ``"gits"`` (Chen et al. 2024: dynamic programming
-    on a fine EDM grid from a warm-up batch of ``warmup`` trajectories of ``denoiser`` on samples of
-    ``shape``, via :func:`diffusion_geometry.gits.gits_sigmas`).
+    ``schedule``: a name in :data:`diffusion_geometry.schedules.SCHEDULES` (``rho`` goes to the schedules
+    that take it, ``"edm"``) or ``"gits"`` (Chen et al. 2024: dynamic programming on the 61-level EDM
+    grid of this range from a warm-up batch of ``warmup`` trajectories of ``denoiser`` on samples of
+    ``shape``, with chapter 10's choices, :func:`diffusion_geometry.image_experiments.fit_gits`).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    if schedule not in CLI_SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {CLI_SCHEDULES}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if schedule != "gits":
-        sig = get_sigmas(schedule, steps, sigma_min, sigma_max, **({"rho": rho} if schedule == "edm" else {}))
+        shape_opts = {"rho": rho} if "rho" in _NAMED_SCHEDULES[schedule].options else {}
+        sig = get_sigmas(schedule, steps, sigma_min, sigma_max, **shape_opts)
     else:
         if denoiser is None or shape is None:
             raise ValueError("the gits schedule needs a denoiser and a sample shape for its warm-up batch")
-        try:
-            from .gits import gits_sigmas
-        except ImportError as err:
-            raise ValueError(f"the gits schedule needs diffusion_geometry.gits ({err})") from None
+        from .image_experiments import fit_gits
         x_warm = initial_noise([sample_seed(seed, i, stream=1) for i in range(warmup)], shape, sigma_max)
         param = next(denoiser.parameters(), None) if hasattr(denoiser, "parameters") else None
         x_warm = x_warm.to(param.device if param is not None else (device or "cpu"))
         fine = edm_sigmas(60, sigma_min, sigma_max, rho)
-        sig = gits_sigmas(denoiser, x_warm, steps, fine_grid=fine).detach().to("cpu", torch.float64)
+        sig = fit_gits(denoiser, x_warm, [steps], fine_grid=fine).grids[steps].detach().to("cpu", torch.float64)
     sig = check_sigmas(sig)
     return _append_zero(sig) if append_zero else sig
 
@@ -346,7 +347,10 @@ def _parser() -> argparse.ArgumentParser:
                         "reads --n as an ambiguous abbreviation of its options)")
     p.add_argument("--sampler", default="heun", choices=sorted(_samplers.SAMPLERS))
     p.add_argument("--steps", type=cli.positive_int, default=18, help="sampler steps (the grid has steps + 1 levels)")
-    p.add_argument("--schedule", default="edm", choices=SCHEDULES)
+    p.add_argument("--nfe", type=cli.positive_int, default=None,
+                   help="a budget of denoiser evaluations per sample instead of --steps: the step count that "
+                        "spends it exactly (dg.budget.steps_for_nfe; with --opt afs=true, one fewer)")
+    p.add_argument("--schedule", default="edm", choices=CLI_SCHEDULES)
     p.add_argument("--rho", type=cli.positive_float, default=7.0)
     p.add_argument("--sigma-min", type=cli.positive_float, default=0.002)
     p.add_argument("--sigma-max", type=cli.positive_float, default=80.0)
@@ -414,6 +418,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with cli.user_errors(parser):
         _check_sampler_opts(args.sampler, dict(args.opt))
+        if args.nfe is not None:  # the budget module's step count; a grid to 0 would cost one more
+            if args.sigmas is not None or args.append_zero:
+                raise ValueError("--nfe sets the number of steps of a grid ending at --sigma-min: it cannot go "
+                                 "with --sigmas or --append-zero")
+            args.steps = steps_for_nfe(args.sampler, args.nfe, afs=bool(dict(args.opt).get("afs", False)))
         if args.sigmas is None and not args.sigma_min < args.sigma_max:
             raise ValueError(f"need --sigma-min < --sigma-max, got {args.sigma_min} and {args.sigma_max}")
         out = Path(args.out)
@@ -437,7 +446,7 @@ def _main(args, argv, parser) -> int:
         _sampler_fn(args.sampler)
         settings = {"model": args.model, "model_sha256": model_sha256(args.model), "n": args.n,
                     "sampler": args.sampler, "sampler_opts": opts,
-                    "steps": args.steps, "schedule": args.schedule, "rho": args.rho,
+                    "steps": args.steps, "nfe_budget": args.nfe, "schedule": args.schedule, "rho": args.rho,
                     "sigma_min": args.sigma_min, "sigma_max": args.sigma_max,
                     "append_zero": args.append_zero, "explicit_sigmas": args.sigmas, "warmup": args.warmup,
                     "seed": args.seed, "shard_size": args.shard_size,

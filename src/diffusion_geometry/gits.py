@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .schedules import check_sigmas, edm_sigmas
+from .samplers import get_sampler
 from .trajectory import sample
 
 __all__ = ["gits_cost_matrix", "gits_dp", "path_cost", "gits_fit", "gits_sigmas", "GITSResult"]
@@ -155,7 +156,8 @@ def gits_fit(denoiser, x_warmup: torch.Tensor, n_steps: int, *, fine_grid=None, 
     :func:`gits_cost_matrix` and :func:`gits_dp`. The schedule starts and ends where ``fine_grid`` does.
     Cost: one sampler run, ``len(fine_grid) - 1`` evaluations per warm-up sample for a one-evaluation
     sampler. Raises ``ValueError`` for an unknown ``metric``, a malformed ``x_warmup`` or ``n_steps``
-    outside ``[1, len(fine_grid) - 1]``.
+    outside ``[1, len(fine_grid) - 1]`` or a predictor-corrector sampler (UniPC: its recorded ``D`` is not
+    taken at the recorded points).
     """
     fine_grid = edm_sigmas(60) if fine_grid is None else check_sigmas(fine_grid)
     if metric not in METRICS:
@@ -164,6 +166,9 @@ def gits_fit(denoiser, x_warmup: torch.Tensor, n_steps: int, *, fine_grid=None, 
         raise ValueError("x_warmup must be a tensor of shape (batch, ...) with batch >= 1")
     if not isinstance(n_steps, int) or isinstance(n_steps, bool) or not 1 <= n_steps < fine_grid.numel():
         raise ValueError(f"n_steps must be an integer in [1, {fine_grid.numel() - 1}], got {n_steps!r}")
+    if not callable(sampler) and get_sampler(sampler).predictor_corrector:
+        raise ValueError(f"GITS costs a jump by the directions (x_i - D_i)/sigma_i of the trajectory; {sampler} "
+                         "reports D at its predicted points, not at x_i: choose another sampler")
     traj = sample(denoiser, x_warmup, fine_grid, sampler=sampler, **sampler_opts)
     cost = gits_cost_matrix(fine_grid, traj.x, traj.directions, metric=metric)
     idx = gits_dp(cost, n_steps, coeff=coeff)

@@ -68,9 +68,9 @@ def _schedules(*names: str) -> tuple[str, ...]:
     return names
 
 
-TABLE_SAMPLERS: tuple[str, ...] = tuple(name for name in SAMPLERS if name != "amed")
+TABLE_SAMPLERS: tuple[str, ...] = tuple(name for name, spec in SAMPLERS.items() if not spec.fitted)
 """The samplers of the FD-against-NFE table, in registry order: every registered sampler except AMED,
-whose per-step parameters are learned per model (chapter 8; with its default parameters it would
+the one ``fitted`` sampler, whose per-step parameters are fitted per model and grid (chapter 6; with its default parameters it would
 repeat DPM-Solver-2). A sampler added to the registry gets a row."""
 
 SCHEDULE_SAMPLERS: tuple[str, ...] = _samplers("euler", "ipndm", "deis")
@@ -237,9 +237,10 @@ class GITSGrids:
 
 
 def fit_gits(denoiser, x_warmup: torch.Tensor, nfes, *, sampler: str = "ipndm", metric: str = "dev",
-             coeff: float = 1.15) -> GITSGrids:
+             coeff: float = 1.15, fine_grid=None) -> GITSGrids:
     r"""Fit GITS schedules for every budget in ``nfes`` (one-evaluation samplers without AFS: ``n``
-    steps cost ``n`` evaluations) from one run of ``sampler`` (the teacher) on the 61-level :math:`\rho = 7` grid
+    steps cost ``n`` evaluations) from one run of ``sampler`` (the teacher) on ``fine_grid`` (default the
+    61-level :math:`\rho = 7` grid)
     from ``x_warmup``: :func:`diffusion_geometry.gits.gits_fit` for ``nfes[0]`` steps, then the dynamic
     programme re-solved on the same cost matrix for the other budgets (:meth:`GITSResult.schedule`).
 
@@ -248,7 +249,7 @@ def fit_gits(denoiser, x_warmup: torch.Tensor, nfes, *, sampler: str = "ipndm", 
     :func:`~diffusion_geometry.gits.gits_fit`, and ``ValueError`` for empty or repeated budgets.
     """
     nfes = _check_nfes(nfes)
-    fit = gits_fit(denoiser, x_warmup, nfes[0], sampler=sampler, metric=metric, coeff=coeff)
+    fit = gits_fit(denoiser, x_warmup, nfes[0], sampler=sampler, metric=metric, coeff=coeff, fine_grid=fine_grid)
     grids = {n: fit.schedule(n) for n in nfes}
     return GITSGrids(nfes, grids, fit, int(x_warmup.shape[0]), metric, coeff)
 
@@ -393,25 +394,33 @@ def ode_jump(denoiser, x_T: torch.Tensor, fd: FD, *, steps: int, nfes=None, samp
     ``[1, steps]``, a two-evaluation sampler or a non-finite FD.
     """
     _check_inputs(denoiser, x_T, fd)
-    spec = get_sampler(sampler)
-    if spec.evals_per_step != 1:
-        raise ValueError(f"ODE-Jump here counts one evaluation per step; {spec.name} takes {spec.evals_per_step}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    spec, runs = _one_evaluation_runs(denoiser, x_T, steps, sampler, batch_size, "ODE-Jump")
     nfes = list(range(1, steps + 1)) if nfes is None else _check_nfes(nfes)
     if any(n > steps for n in nfes):
         raise ValueError(f"every budget must be at most steps = {steps}, got {nfes!r}")
-    n = x_T.shape[0]
-    batch_size = n if batch_size is None else batch_size
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    grid, jumped, final = edm_sigmas(steps), [], []
-    for lo in range(0, n, batch_size):
-        traj = sample(denoiser, x_T[lo:lo + batch_size], grid, sampler=spec.name)
+    jumped, final = [], []
+    for traj in runs:
         jumped.append(traj.denoised[[k - 1 for k in nfes]])
         final.append(traj.sample)
     jumped = torch.cat(jumped, dim=1)
     return ODEJump(spec.name, steps, nfes, [_fd(fd, d) for d in jumped], _fd(fd, torch.cat(final)))
+
+
+def _one_evaluation_runs(denoiser, x_T, steps, sampler, batch_size, what: str):
+    """``(spec, runs)``: ``runs`` yields the :class:`~diffusion_geometry.Trajectory` of ``sampler`` on
+    ``edm_sigmas(steps)`` for each chunk of ``batch_size`` start points (the arguments are checked
+    first: a one-evaluation sampler, positive ``steps`` and ``batch_size``)."""
+    spec = get_sampler(sampler)
+    if spec.evals_per_step != 1:
+        raise ValueError(f"{what} needs a one-evaluation sampler; {spec.name} takes {spec.evals_per_step}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    n = x_T.shape[0]
+    batch_size = n if batch_size is None else batch_size
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    grid = edm_sigmas(steps)
+    return spec, (sample(denoiser, x_T[lo:lo + batch_size], grid, sampler=spec.name) for lo in range(0, n, batch_size))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,22 +452,13 @@ def trajectory_fd(denoiser, x_T: torch.Tensor, fd: FD, *, steps: int, sampler: s
     ``ValueError`` for non-positive ``steps``/``batch_size``, such a sampler, or a non-finite FD.
     """
     _check_inputs(denoiser, x_T, fd)
-    spec = get_sampler(sampler)
-    if spec.evals_per_step != 1:
-        raise ValueError(f"trajectory_fd needs a one-evaluation sampler; {spec.name} takes {spec.evals_per_step}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    n = x_T.shape[0]
-    batch_size = n if batch_size is None else batch_size
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    grid, xs, ds = edm_sigmas(steps), [], []
-    for lo in range(0, n, batch_size):
-        traj = sample(denoiser, x_T[lo:lo + batch_size], grid, sampler=spec.name)
+    spec, runs = _one_evaluation_runs(denoiser, x_T, steps, sampler, batch_size, "trajectory_fd")
+    xs, ds = [], []
+    for traj in runs:
         xs.append(traj.x)
         ds.append(traj.denoised)
     xs, ds = torch.cat(xs, dim=1), torch.cat(ds, dim=1)
-    return TrajectoryFD(spec.name, grid.tolist(), [_fd(fd, p) for p in xs], [_fd(fd, p) for p in ds])
+    return TrajectoryFD(spec.name, edm_sigmas(steps).tolist(), [_fd(fd, p) for p in xs], [_fd(fd, p) for p in ds])
 
 
 # --------------------------------------------------------------------------------------------------

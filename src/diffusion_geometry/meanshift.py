@@ -18,17 +18,18 @@ step raises the density it is taken under (:func:`log_likelihood_gain`, :func:`l
           \;\ge\; 1 + \lambda(2 - \lambda)\,\frac{\lVert m_\sigma(x) - x\rVert^2}{2\sigma^2}
           \;\ge\; 1 \qquad (0 \le \lambda \le 2).
 
-This module holds the steps (:func:`mean_shift_step`, :func:`mean_shift`, :func:`annealed_mean_shift`),
-the likelihood measurements (:func:`log_likelihood_gain`, :func:`likelihood_gain_bound`,
-:func:`likelihood_along`) and the end points of optimal sampling (:func:`landing`,
-:func:`cluster_points`).
+This module holds the steps (:func:`mean_shift_step`, :func:`mean_shift`, :func:`annealed_mean_shift`,
+:func:`step_fractions`), the likelihood measurements (:func:`log_likelihood_gain`,
+:func:`likelihood_gain_bound`, :func:`likelihood_along`), the density's rate along the ODE
+(:func:`posterior_trace`, :func:`log_density_rate`, :func:`euler_bandwidth_bound`), and the end points of
+optimal sampling (:func:`landing`, :func:`cluster_points`, :func:`basins` on :func:`plane_grid`). The
+optimal denoiser argument is called ``optimal`` throughout.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -48,6 +49,12 @@ __all__ = [
     "Landing",
     "landing",
     "cluster_points",
+    "posterior_trace",
+    "log_density_rate",
+    "euler_bandwidth_bound",
+    "Basins",
+    "basins",
+    "plane_grid",
 ]
 
 
@@ -511,7 +518,6 @@ def euler_bandwidth_bound(optimal: EmpiricalDenoiser, x: torch.Tensor, sigma, si
     return d * math.log(t) - spread
 
 
-__all__ += ["posterior_trace", "log_density_rate", "euler_bandwidth_bound"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -611,4 +617,3 @@ def basins(points: torch.Tensor, sigma, *, resolution: int = 64, n_steps: int = 
                   fixed=owner[labels].reshape(shape), modes=modes, log_prob=optimal.log_prob(grid, s).reshape(shape))
 
 
-__all__ += ["Basins", "basins", "plane_grid"]

@@ -203,20 +203,7 @@ def heun(denoiser, x, sigmas, *, callback: Callback = None, afs: bool = False):
     :math:`\tilde x` at :math:`\sigma_{n+1}` and the trapezoidal corrector
     :math:`x_{n+1} = x_n + h\,\tfrac12(\varepsilon_n + \varepsilon(\tilde x;\sigma_{n+1}))`.
     Two evaluations per step, one for the last step if it goes to 0 (``afs=True``: one fewer)."""
-    afs = _check_afs(afs)
-    s = _prepare(denoiser, x, sigmas)
-    for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
-        den = _denoise(denoiser, x, sig, afs and i == 0)
-        _report(callback, i, sig, sig_next, x, den)
-        out = _out_dtype(x, den)
-        d = _direction(x, sig, den)
-        x_pred = (x + (sig_next - sig) * d).to(out)
-        if sig_next == 0:
-            x = x_pred
-        else:
-            d_next = _direction(x_pred, sig_next, _evaluate(denoiser, x_pred, sig_next))
-            x = (x + (sig_next - sig) * 0.5 * (d + d_next)).to(out)
-    return x
+    return _two_stage(denoiser, x, sigmas, 1.0, callback, _check_afs(afs))
 
 
 @torch.no_grad()
@@ -229,7 +216,12 @@ def dpm_solver_2(denoiser, x, sigmas, *, r: float = 0.5, callback: Callback = No
     """
     if not 0 < r <= 1:
         raise ValueError(f"r must lie in (0, 1], got {r}")
-    afs = _check_afs(afs)
+    return _two_stage(denoiser, x, sigmas, r, callback, _check_afs(afs))
+
+
+def _two_stage(denoiser, x, sigmas, r, callback, afs):
+    """The loop of DPM-Solver-2 (and of Heun, its ``r = 1``: the intermediate level is then
+    ``sigma_next`` exactly and the weights 1/2, 1/2, so the arithmetic is Heun's to the bit)."""
     s = _prepare(denoiser, x, sigmas)
     for i, (sig, sig_next) in enumerate(zip(s[:-1], s[1:])):
         den = _denoise(denoiser, x, sig, afs and i == 0)
@@ -732,6 +724,9 @@ class SamplerSpec:
     * ``multistep_weights`` -- for the one-evaluation multistep samplers written on the directions,
       :math:`x_{n+1} = x_n + \sum_j w_j\varepsilon_{n-j}`, the function ``(nodes, sigma_next) -> [w_j]``
       (:func:`ipndm_coefficients`, :func:`deis_coefficients`, :func:`ipndm_v_coefficients`); else ``None``.
+    * ``fitted`` -- ``True`` when the sampler's options are fitted per model and grid (AMED's per-step
+      :math:`r_n, c_n`, :func:`diffusion_geometry.amed.fit_amed`), so that comparisons at default
+      options leave it out (with its defaults AMED is DPM-Solver-2).
     * ``predictor_corrector`` -- ``True`` when the point the callback reports is corrected after its
       evaluation (UniPC), so that the reported ``denoised`` is :math:`D` at the predicted point, within
       the corrector's :math:`O(h^{p+1})` of :math:`D(x;\sigma)` but not equal to it.
@@ -744,6 +739,7 @@ class SamplerSpec:
     order: int
     d_eff: str | None = None
     multistep_weights: Callable | None = None
+    fitted: bool = False
     predictor_corrector: bool = False
 
     def __call__(self, denoiser, x, sigmas, **opts):
@@ -770,10 +766,11 @@ SAMPLERS: dict[str, SamplerSpec] = {spec.name: spec for spec in (
                 r"D_n - \frac{\sigma_n}{h}\sum_j c_j(\varepsilon_{n-j} - \varepsilon_n)", deis_coefficients),
     SamplerSpec("unipc", unipc, "UniPC", 1, 4, None, predictor_corrector=True),  # D_eff: see unipc
     SamplerSpec("dpm_solver_pp_3m", dpm_solver_pp_3m, "DPM-Solver++(3M)", 1, 2, None),  # D_eff: see its docstring
-    SamplerSpec("ipndm_v", ipndm_v, "iPNDM-v", 1, 3,
-                r"D_n - \frac{\sigma_n}{h}\sum_j c_j(\varepsilon_{n-j} - \varepsilon_n)", ipndm_v_coefficients),
+    SamplerSpec("ipndm_v", ipndm_v, "iPNDM-v", 1, 3,  # order 4's weights need + (1 - sum_j c_j / h) sigma_n eps_n
+                r"D_n - \frac{\sigma_n}{h}\sum_j c_j(\varepsilon_{n-j} - \varepsilon_n)\ (\text{order} \le 3)",
+                ipndm_v_coefficients),
     SamplerSpec("amed", amed, "AMED", 2, 2,
-                r"(1-c)\,x_n + c\,D_n + \frac{c\,\sigma_n}{s}\big(D(x_s;s) - D_n\big)"),
+                r"(1-c)\,x_n + c\,D_n + \frac{c\,\sigma_n}{s}\big(D(x_s;s) - D_n\big)", fitted=True),
 )}
 """The samplers by name, one :class:`SamplerSpec` each: the only list of samplers in the package."""
 

@@ -9,6 +9,9 @@ cast grid is checked (:func:`_finish`) and a ``dtype`` that cannot hold that man
 (bfloat16 has 8 significant bits: ``edm_sigmas(1000)`` or ``uniform_sigmas(200)`` would repeat
 levels), or that overflows or underflows at the end points, raises ``ValueError`` naming the dtype
 and the count instead of returning a grid that is not strictly decreasing.
+
+The named schedules are declared once, in :data:`SCHEDULES` (:class:`ScheduleSpec`: function, label,
+shape options); :func:`get_sigmas` makes the grid of a name or of a callable ``n_steps -> sigmas``.
 """
 from __future__ import annotations
 
@@ -183,15 +186,17 @@ def check_sigmas(sigmas) -> torch.Tensor:
 @dataclass(frozen=True)
 class ScheduleSpec:
     """One named grid family: ``fn(n_steps, sigma_min, sigma_max, **opts)`` returns ``n_steps + 1``
-    levels; ``label`` is its name in tables and legends."""
+    levels; ``label`` is its name, at its default options, in tables and legends; ``options`` names the
+    shape parameters ``fn`` takes besides the range (``edm``: ``rho``)."""
 
     name: str
     fn: Callable[..., torch.Tensor]
     label: str
+    options: tuple[str, ...] = ()
 
 
 SCHEDULES: dict[str, ScheduleSpec] = {spec.name: spec for spec in (
-    ScheduleSpec("edm", edm_sigmas, "rho=7"),
+    ScheduleSpec("edm", edm_sigmas, "rho=7", ("rho",)),
     ScheduleSpec("logsnr", logsnr_sigmas, "logSNR"),
     ScheduleSpec("uniform", uniform_sigmas, "uniform"),
 )}
