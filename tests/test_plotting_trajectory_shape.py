@@ -12,6 +12,8 @@ from diffusion_geometry import plotting  # noqa: E402
 from diffusion_geometry import plotting as P  # noqa: E402
 
 
+from plot_helpers import curve as _curve, lines_with as _lines_with  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("close_figures")  # tests/conftest.py
 
 SIG = dg.edm_sigmas(10)
@@ -20,18 +22,6 @@ SIG = dg.edm_sigmas(10)
 def _images(n=5, c=1, h=4, w=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, c, h, w, generator=g) * 2.4 - 1.2  # a little outside [-1, 1], like noisy x_t
-
-
-def _curve(t=11, b=4, seed=0):
-    return torch.rand(t, b, generator=torch.Generator().manual_seed(seed)) + 0.1
-
-
-
-def _lines_with(ax, xs, ys):
-    """Lines of ``ax`` whose data equal (xs, ys)."""
-    return [ln for ln in ax.get_lines()
-            if len(ln.get_xdata()) == len(xs) and np.allclose(ln.get_xdata(), xs) and np.allclose(ln.get_ydata(), ys)]
-
 
 
 def test_draw_chord_vs_length_scatter_and_reference_lines():
