@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CHROMIUM := /usr/bin/chromium
 BOOK_FLAGS := -W -n --keep-going
 
-.PHONY: setup data book test unit nbval reproducible lock clean
+.PHONY: setup data browser book lab test unit nbval reproducible lock clean
 
 setup: $(STAMP)
 
@@ -27,14 +28,27 @@ data:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi; \
 	fi
 
+# Debian's Chromium, for the live-widget test (tests/test_browser.py drives it through Playwright; no
+# browser is downloaded at test time).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; \
+	fi
+
+# Reading interactively: JupyterLab on the chapters (default profile; live widgets).
+lab: $(STAMP) data
+	$(BIN)/jupyter lab book/
+
 # The book, default profile (GPU profile when CUDA is present), HTML in _build/html.
 book: $(STAMP) data
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
 
 # Everything CI checks: two book builds in the small profile (each executes every chapter, and any
-# failing cell or assert fails it), compared value by value, then the unit tests. pytest runs last so
+# failing cell or assert fails it), compared value by value, then the unit tests (with the live-widget
+# test in Chromium, whose screenshots stay in _build/browser). pytest runs last so
 # that its summary closes the log. (`make nbval` runs the chapters once more, cell by cell, under pytest.)
-test: $(STAMP) data
+test: $(STAMP) data browser
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test $(BOOK_FLAGS)
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test-again $(BOOK_FLAGS)
 	$(BIN)/python tests/compare_builds.py _build/test _build/test-again
@@ -50,7 +64,7 @@ reproducible: $(STAMP) data
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/repro-b $(BOOK_FLAGS)
 	$(BIN)/python tests/compare_builds.py _build/repro-a _build/repro-b
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 # Regenerate requirements.lock from the direct pins of requirements.txt (README: "Updating the locked

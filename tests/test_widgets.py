@@ -74,3 +74,58 @@ def test_headless_execution_of_interact_sends_nothing_on_the_shell_socket():
 def test_the_shell_send_count_sees_the_hanging_pattern():
     """The count above can fail: the pattern that hung builds makes the mimic send once per output."""
     assert _shell_sends_of_output_mimic(CONTEXT_CELL) >= 3
+
+
+# A control's first value must be on its own grid: a browser snaps it and redraws at once otherwise
+# (tests/test_browser.py found chapter 2's sigma = 0.5 redrawn at 0.501 with nothing touched).
+def _draw_v(*, fig=None, v=0.0):
+    import matplotlib.pyplot as plt
+
+    fig = fig or plt.figure()
+    fig.clf()
+    fig.suptitle(f"{v}")
+    return fig
+
+
+@pytest.mark.parametrize("make", [
+    lambda w: w.FloatLogSlider(value=0.5, base=10, min=-2, max=1, step=0.05),  # exponent -0.30103
+    lambda w: w.FloatLogSlider(value=3.0, base=2, min=0, max=3, step=0.5),     # exponent 1.585
+    lambda w: w.FloatSlider(value=0.33, min=0.0, max=1.0, step=0.1),
+    lambda w: w.IntSlider(value=5, min=0, max=10, step=2),
+], ids=["log10", "log2", "float", "int"])
+def test_interact_refuses_a_control_whose_value_is_off_its_grid(make, close_figures):
+    import ipywidgets
+
+    with pytest.raises(ValueError, match="not on its grid"):
+        dg.widgets.interact(_draw_v, v=make(ipywidgets))
+
+
+@pytest.mark.parametrize("make", [
+    lambda w: w.FloatLogSlider(value=0.1, base=10, min=-2, max=1, step=0.05),
+    lambda w: w.FloatLogSlider(value=4.0, base=2, min=0, max=3, step=0.5),
+    lambda w: w.FloatSlider(value=1.15, min=0.8, max=1.5, step=0.05),
+    lambda w: w.IntSlider(value=6, min=0, max=10, step=2),
+    lambda w: w.SelectionSlider(options=[0.1, 0.3], value=0.3),
+    lambda w: (0.0, 1.0, 0.1),  # an ipywidgets abbreviation: a FloatSlider at the middle, 0.5
+], ids=["log10", "log2", "float", "int", "selection", "abbreviation"])
+def test_interact_accepts_controls_on_their_grid(make, close_figures):
+    import ipywidgets
+
+    dg.widgets.interact(_draw_v, v=make(ipywidgets))
+
+
+def test_log_slider_holds_round_values_and_its_value_exactly():
+    s = dg.widgets.log_slider(0.5, 0.01, 20)
+    values = [v for _, v in s.options]
+    assert s.value == 0.5 and s.label == "0.5"
+    assert values[0] == 0.01 and values[-1] == 20.0 and len(values) == 3 * 10 + 4  # 3 decades, 1 1.2 1.5 2
+    assert values == sorted(values)
+    ratios = [b / a for a, b in zip(values, values[1:])]
+    assert max(ratios) <= 1.34 and min(ratios) >= 1.19  # about evenly spaced in log, 10 per decade
+    assert [label for label, _ in s.options][:4] == ["0.01", "0.012", "0.015", "0.02"]
+
+
+@pytest.mark.parametrize("args", [(0.45, 0.01, 20), (0.5, 1.0, 20), (0.5, 0.01, 0.2), (0.5, 0.0, 20)])
+def test_log_slider_rejects_a_value_it_cannot_hold(args):
+    with pytest.raises(ValueError, match="log_slider"):
+        dg.widgets.log_slider(*args)

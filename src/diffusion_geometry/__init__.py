@@ -15,9 +15,10 @@ concept (``CONTRIBUTING.md`` says where a new sampler, schedule, figure, metric 
 * data, networks and quality -- :mod:`.datasets`, :mod:`.networks`, :mod:`.training`,
   :mod:`.checkpoints`, :mod:`.classifier` (Fashion-MNIST features), :mod:`.metrics` (FD = Fréchet
   distance, precision/recall), :mod:`.generate` (sharded generation);
-* the book's tools -- :mod:`.plotting` (figures by kind), :mod:`.widgets`, :mod:`.profiles`, :mod:`.cli`.
+* the book's tools -- :mod:`.plotting` (figures by kind), :mod:`.widgets`, :mod:`.notebook` (``glue``
+  with or without myst-nb), :mod:`.profiles`, :mod:`.cli`.
 """
-from . import datasets, denoisers, geometry, plotting, profiles, samplers, schedules, widgets
+from . import datasets, denoisers, geometry, notebook, plotting, profiles, samplers, schedules, widgets
 from . import budget, interpolation, trajectory
 from . import checkpoints, networks
 from . import deviation, meanshift
@@ -29,7 +30,7 @@ from .trajectory import Trajectory, sample
 __version__ = "0.1.0"
 
 __all__ = [
-    "datasets", "denoisers", "geometry", "plotting", "profiles", "samplers", "schedules", "widgets",
+    "datasets", "denoisers", "geometry", "notebook", "plotting", "profiles", "samplers", "schedules", "widgets",
     "budget", "interpolation", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
     "amed", "benchmarking", "finite_differences", "gits", "image_experiments",
     "training", "generate", "classifier", "metrics",
