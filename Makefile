@@ -8,7 +8,7 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CHROMIUM := /usr/bin/chromium
 BOOK_FLAGS := -W -n --keep-going
 
-.PHONY: setup data browser book lab test unit nbval reproducible lock clean
+.PHONY: setup data browser book lab student grade course-site test unit nbval reproducible dist lock clean
 
 setup: $(STAMP)
 
@@ -41,14 +41,14 @@ lab: $(STAMP) data
 	$(BIN)/jupyter lab book/
 
 # The book, default profile (GPU profile when CUDA is present), HTML in _build/html.
-book: $(STAMP) data
+book: $(STAMP) data student
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
 
 # Everything CI checks: two book builds in the small profile (each executes every chapter, and any
 # failing cell or assert fails it), compared value by value, then the unit tests (with the live-widget
 # test in Chromium, whose screenshots stay in _build/browser). pytest runs last so
 # that its summary closes the log. (`make nbval` runs the chapters once more, cell by cell, under pytest.)
-test: $(STAMP) data browser
+test: $(STAMP) data browser student
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test $(BOOK_FLAGS)
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/test-again $(BOOK_FLAGS)
 	$(BIN)/python tests/compare_builds.py _build/test _build/test-again
@@ -63,6 +63,31 @@ reproducible: $(STAMP) data
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/repro-a $(BOOK_FLAGS)
 	DG_PROFILE=small $(BIN)/jupyter-book build . --path-output _build/repro-b $(BOOK_FLAGS)
 	$(BIN)/python tests/compare_builds.py _build/repro-a _build/repro-b
+
+# The course kit (README, "Teaching with the book"; book/instructor_guide.md). Student notebooks of every
+# chapter (solutions replaced by stubs, through nbgrader) in _build/course/student, the course folder
+# (autograder version, gradebook) in _build/course/nbgrader.
+student: $(STAMP)
+	$(BIN)/python course/kit.py student --out _build/course
+
+# Grade a folder of submissions, SUBMISSIONS/<student>/<chapter>.ipynb: each notebook executed by nbgrader
+# in a fresh kernel with time limits; scores in _build/course/grades.csv and grades.html.
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-<student>/<chapter>.ipynb"; exit 2; }
+	$(MAKE) student
+	$(BIN)/python course/kit.py grade "$(SUBMISSIONS)" --course _build/course
+
+# The book without the exercises' solutions, for a course website: HTML in _build/course-site/_build/html.
+course-site: $(STAMP) data student
+	$(BIN)/python course/kit.py site --out _build/course
+	$(BIN)/jupyter-book build _build/course/site --path-output _build/course-site $(BOOK_FLAGS)
+
+# What a student installs: the package as a wheel and an sdist (with the shipped weights and data), built
+# offline from the venv's setuptools, and dist/course-kit.zip with the wheel and the student notebooks.
+dist: student
+	rm -rf dist
+	$(BIN)/uv build --offline --no-build-isolation --python $(BIN)/python -o dist
+	cd _build/course && $(CURDIR)/$(BIN)/python -m zipfile -c $(CURDIR)/dist/course-kit.zip student $(CURDIR)/dist/diffusion_geometry-*.whl
 
 unit: $(STAMP) browser
 	$(BIN)/python -m pytest tests

@@ -11,8 +11,8 @@ moves the outputs of ``glue(...)`` there). For every executed notebook this comp
 * every stream (``print`` of a measured value before its ``assert``), ``text/plain``, ``text/markdown``,
   ``text/latex`` and ``image/png`` output.
 
-Two things are normalised first. A cell's stream output is compared as the set of its distinct lines
-per stream (the kernel splits a stream into messages as its output buffer flushes, differently from run
+Two things are normalised first. A cell's stream output is compared as the set of its distinct,
+non-blank lines per stream (the kernel splits a stream into messages as its output buffer flushes, differently from run
 to run, and myst-nb's stream merging then repeats some pieces in the stored notebook), and
 wall-clock durations printed beside results (``in 1.8 s``, ``(53 s)``) are replaced by ``<t> s``: a
 duration is not a result of the book. HTML outputs are left out: a ``to_jshtml`` animation and an ipywidgets view carry fresh random element
@@ -73,7 +73,9 @@ def results(nb_path: Path) -> dict[str, str]:
             elif kind == "error":
                 found[f"{where} error"] = out.get("ename", "") + ": " + out.get("evalue", "")
     for key in [k for k in found if " stream:" in k and k.startswith("cell ") and " output " not in k]:
-        found[key] = "\n".join(sorted(set(found[key].splitlines())))
+        # blank lines are left out too: a print's text and its end-of-line can arrive in two messages,
+        # and the lone "\n" then shows as an empty line in one build only (seen under load in chapter 9)
+        found[key] = "\n".join(sorted({line for line in found[key].splitlines() if line.strip()}))
     glue_file = nb_path.with_suffix(".glue.json")
     if glue_file.is_file():
         for name, out in json.loads(glue_file.read_text()).items():

@@ -126,7 +126,7 @@ def test_pyproject_agrees_with_requirements():
     extras = project["project"]["optional-dependencies"]
     assert {"book", "test"} <= set(extras)
     named = set()
-    for group in ("book", "test", "dev"):
+    for group in ("book", "course", "test", "dev"):
         for name, version in _pins(extras[group]).items():
             assert req.get(name) == version, f"[{group}] {name}=={version} but requirements.txt pins {req.get(name)}"
             named.add(name)
