@@ -712,16 +712,16 @@ def check(name: str, student_fn, *, seed: int = 0) -> Verdict:
                    f"relative error {worst:.1e})", "", worst)
 
 
-def grade(name: str, student_fn, *, seed: int = 0) -> Verdict:
+def grade(name: str, student_fn, *, seed: int = 0) -> None:
     """The grade cell of exercise ``name``: print the :func:`check` verdict in one or two lines and raise
     ``AssertionError`` (with the verdict's message) unless it passed, so that an autograder scores the
-    cell 0 or full marks. Returns the :class:`Verdict` when it passed. Raises ``KeyError`` for an unknown
-    exercise."""
+    cell 0 or full marks. Returns nothing (a grade cell shows only the printed verdict; :func:`check`
+    returns the :class:`Verdict`). Raises ``KeyError`` for an unknown exercise."""
     verdict = check(name, student_fn, seed=seed)
     chapter = EXERCISES[name].chapter
     if verdict.passed:
         print(f"PASSED {name} (chapter {chapter}): {verdict.message}")
-        return verdict
+        return None
     print(f"{'NOT ATTEMPTED' if verdict.status == 'not attempted' else 'FAILED'} {name} (chapter {chapter}): "
           f"{verdict.message}\n  Hint: {verdict.hint}")
     raise AssertionError(f"{name}: {verdict.message}")
