@@ -203,3 +203,78 @@ def test_command_line_trains_and_writes_a_verified_checkpoint(tmp_path, capsys):
         tr.main(["--model", "nope", "--steps", "1", "--out", str(out)])
     assert tr.main(["--model", "toy2d_mlp", "--steps", "1", "--out", str(out), "--n-data", "64",
                     "--no-progress", "--batch-size", "16"]) == 0  # exit status for the dg-train script
+
+
+def _losses(csv_path):
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "step,loss"
+    return [float(line.split(",")[1]) for line in lines[1:]]
+
+
+def test_torchrun_two_processes_follow_one_process_and_resume(tmp_path):
+    """`torchrun --nproc_per_node=2 -m diffusion_geometry.training` (DistributedDataParallel over gloo)
+    with the same global batch gives one process's loss curve to float round-off, and continues a run
+    from a state file written by one process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    common = ["--model", "digits_unet", "--threads", "1", "--no-progress", "--batch-size", "64"]
+    one = tr.run([*common, "--steps", "20", "--out", str(tmp_path / "one.pt"), "--loss-log", str(tmp_path / "one.csv")])
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def two_processes(*extra):
+        # its own process group, so that a hang kills torchrun's workers too, not only torchrun
+        proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
+                                 "diffusion_geometry.training", *common, *extra], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        assert proc.returncode == 0, err[-3000:]
+        return out
+
+    printed = two_processes("--steps", "20", "--out", "two.pt", "--loss-log", "two.csv")
+    assert printed.count("sha256 ") == 1  # rank 0 alone reports and writes
+    reference, parallel = _losses(tmp_path / "one.csv"), _losses(tmp_path / "two.csv")
+    assert len(reference) == len(parallel) == 20
+    assert parallel == pytest.approx(reference, rel=1e-5, abs=0)
+    assert parallel != reference[1:] + reference[:1]  # the comparison sees the steps' order
+    two = nets.load_model(tmp_path / "two.pt")
+    assert two.meta["processes"] == 2 and two.meta["steps"] == 20
+    one_model = nets.load_model(tmp_path / "one.pt", sha256=one)
+    for k, v in one_model.state_dict().items():
+        torch.testing.assert_close(two.state_dict()[k], v, rtol=1e-4, atol=1e-6)
+
+    # resume: one process trains 10 steps and leaves its state; two processes continue to 20
+    state = tmp_path / "run.state"
+    model = nets.build_model(nets.CONFIGS["digits_unet"], seed=0)
+    tr.train(model, tr.training_data("digits_unet"), steps=10, batch_size=64, progress=False,
+             state_path=state, save_every=5)
+    two_processes("--steps", "20", "--out", "resumed.pt", "--state", str(state), "--loss-log", "resumed.csv")
+    assert _losses(tmp_path / "resumed.csv") == pytest.approx(reference, rel=1e-5, abs=0)
+    assert nets.load_model(tmp_path / "resumed.pt").meta["resumed_from"] == 10
+    assert not state.exists()
+
+
+def test_bf16_autocast_resumes_bit_exactly_and_follows_float32(tmp_path):
+    """`bf16=True` runs the network in bfloat16 autocast: a resumed run ends with the same weights as
+    an uninterrupted one, its losses stay within bfloat16's round-off of float32's over a few steps
+    but are not float32's (autocast took effect), and a float32 state is not resumed in bfloat16."""
+    state = tmp_path / "bf16.state"
+    m_full, e_full, h_full = _train(10, bf16=True)
+    _train(6, state_path=state, save_every=2, bf16=True)
+    m_res, e_res, h_res = _train(10, state_path=state, save_every=2, bf16=True)
+    assert h_res["resumed_from"] == 6 and h_res["loss"] == h_full["loss"]
+    for k, v in m_full.state_dict().items():
+        assert torch.equal(v, m_res.state_dict()[k]) and torch.equal(e_full.state_dict()[k], e_res.state_dict()[k])
+    _, _, h32 = _train(10)
+    assert h_full["loss"] == pytest.approx(h32["loss"], rel=0.05)  # 8 bits of mantissa, 10 steps
+    assert h_full["loss"] != h32["loss"]
+    with pytest.raises(ValueError, match="other settings"):
+        _train(10, state_path=state)
