@@ -17,7 +17,7 @@ concept (``CONTRIBUTING.md`` says where a new sampler, schedule, figure, metric 
   distance, precision/recall), :mod:`.generate` (sharded generation);
 * the book's tools -- :mod:`.plotting` (figures by kind), :mod:`.widgets`, :mod:`.notebook` (``glue``
   with or without myst-nb), :mod:`.exercises` (reference checks of the coding exercises),
-  :mod:`.profiles`, :mod:`.cli`.
+  :mod:`.ledger` (the reproduction ledger: each claim checked and recorded), :mod:`.profiles`, :mod:`.cli`.
 """
 from . import datasets, denoisers, geometry, notebook, plotting, profiles, samplers, schedules, widgets
 from . import budget, interpolation, trajectory
@@ -34,7 +34,7 @@ __all__ = [
     "datasets", "denoisers", "geometry", "notebook", "plotting", "profiles", "samplers", "schedules", "widgets",
     "budget", "interpolation", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
     "amed", "benchmarking", "finite_differences", "gits", "image_experiments",
-    "training", "generate", "classifier", "metrics", "exercises",
+    "training", "generate", "classifier", "metrics", "exercises", "ledger",
     "EDMPrecond", "EmpiricalDenoiser", "GaussianMixture",
     "append_zero", "edm_sigmas", "logsnr_sigmas", "uniform_sigmas",
     "Trajectory", "sample",
@@ -44,8 +44,9 @@ __all__ = [
 def __getattr__(name):
     # `training`, `generate`, `classifier` and `metrics` are command-line modules too (`python -m
     # diffusion_geometry.training`): they are imported on first use, so that runpy does not find
-    # them already imported by the package (it would warn); `exercises` imports `metrics`
-    if name in ("training", "generate", "classifier", "metrics", "exercises"):
+    # them already imported by the package (it would warn); `exercises` imports `metrics`; `ledger` is
+    # loaded with the first claim a chapter makes
+    if name in ("training", "generate", "classifier", "metrics", "exercises", "ledger"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
