@@ -83,8 +83,8 @@ def main() -> None:
         return dg.metrics.fd_to_test(images)
 
     results = {"n": args.n, "warmup": args.warmup, "nfes": args.nfes, "floor": floor, "fd": {}}
-    rows = [(s, book) for s in ("euler", "ipndm", "ipndm_v", "deis")]
-    rows += [(s, name) for name in list(fits)[1:] for s in ("ipndm", "ipndm_v")]
+    rows = [(s, book) for s in ie.GITS_STUDY_SAMPLERS]
+    rows += [(s, name) for name in list(fits)[1:] for s in ie.GITS_SUSPECT_SAMPLERS]
     done_rho = set()
     header = f"{'sampler':<10} {'schedule':<40} " + " ".join(f"{'NFE ' + str(n):>8}" for n in args.nfes)
     print(header)

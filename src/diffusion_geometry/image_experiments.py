@@ -47,7 +47,7 @@ from .schedules import SCHEDULES, edm_sigmas
 from .trajectory import sample
 
 __all__ = [
-    "TABLE_SAMPLERS", "SCHEDULE_SAMPLERS", "AFS_SAMPLERS", "COMPARED_SCHEDULES", "GITS",
+    "TABLE_SAMPLERS", "SCHEDULE_SAMPLERS", "GITS_STUDY_SAMPLERS", "GITS_SUSPECT_SAMPLERS", "AFS_SAMPLERS", "COMPARED_SCHEDULES", "GITS",
     "label", "NFETable", "fd_vs_nfe", "GITSGrids", "fit_gits", "ScheduleComparison",
     "schedule_comparison", "AFSEffect", "afs_effect", "ODEJump", "ode_jump", "TrajectoryFD",
     "trajectory_fd", "gpu_results_path", "load_gpu_results",
@@ -76,6 +76,14 @@ repeat DPM-Solver-2). A sampler added to the registry gets a row."""
 SCHEDULE_SAMPLERS: tuple[str, ...] = _samplers("euler", "ipndm", "deis")
 """The schedule comparison's samplers: Euler (DDIM, whose one-step error the GITS cost measures) and
 two one-evaluation multistep samplers (the GITS paper's iPNDM and DEIS)."""
+
+GITS_STUDY_SAMPLERS: tuple[str, ...] = SCHEDULE_SAMPLERS + _samplers("ipndm_v")
+"""The samplers of the GITS study (``benchmarks/gits_vs_rho.py``): the schedule comparison's and iPNDM-v,
+whose variable-step coefficients test whether iPNDM's fixed ones are why GITS loses for it."""
+
+GITS_SUSPECT_SAMPLERS: tuple[str, ...] = _samplers("ipndm", "ipndm_v")
+"""The multistep samplers run on every variant of the GITS fit in the study: fixed and variable-step
+coefficients."""
 
 AFS_SAMPLERS: tuple[str, ...] = _samplers("euler", "ipndm")
 """The AFS comparison's samplers: a first-order and a multistep sampler."""
