@@ -20,7 +20,7 @@ concept (``CONTRIBUTING.md`` says where a new sampler, schedule, figure, metric 
   :mod:`.ledger` (the reproduction ledger: each claim checked and recorded), :mod:`.profiles`, :mod:`.cli`.
 """
 from . import datasets, denoisers, geometry, notebook, plotting, profiles, samplers, schedules, widgets
-from . import budget, interpolation, trajectory
+from . import budget, interpolation, likelihood, paths, trajectory
 from . import checkpoints, networks
 from . import deviation, meanshift
 from . import amed, benchmarking, finite_differences, gits, image_experiments
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "datasets", "denoisers", "geometry", "notebook", "plotting", "profiles", "samplers", "schedules", "widgets",
-    "budget", "interpolation", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
+    "budget", "interpolation", "likelihood", "paths", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
     "amed", "benchmarking", "finite_differences", "gits", "image_experiments",
     "training", "generate", "classifier", "metrics", "exercises", "ledger",
     "EDMPrecond", "EmpiricalDenoiser", "GaussianMixture",

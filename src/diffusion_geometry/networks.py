@@ -19,8 +19,13 @@ Both embed :math:`c_\text{noise}` with fixed Fourier features
 of :math:`c_\text{noise}` (smooth in :math:`\ln\sigma`, so that the rarely trained extremes such as
 :math:`\sigma = 80` are interpolated rather than aliased), followed by a small MLP.
 
+The same networks also serve as models of other Gaussian paths (VP, flow matching;
+:mod:`diffusion_geometry.paths`): :class:`PathNet` feeds them the path's point :math:`x_t` and
+:math:`c_\text{noise} = \tfrac14\ln\sigma(t)` and reads their output as the noise, the clean point
+or the velocity, with no preconditioning; a config with ``"path"`` and ``"prediction"`` keys builds one.
+
 A network is described by a JSON-like *config* dict; :func:`build_model` turns a config into an
-``EDMPrecond``, :func:`load_model` loads a checkpoint file, :func:`load_pretrained` the weights
+``EDMPrecond`` (or a :class:`PathNet`), :func:`load_model` loads a checkpoint file, :func:`load_pretrained` the weights
 shipped with the package (checked against their SHA-256). :data:`CONFIGS` holds the named configs
 that ``python -m diffusion_geometry.training --model NAME`` trains.
 """
@@ -35,11 +40,13 @@ from torch import nn
 
 from .checkpoints import load_checkpoint, manifest, pretrained_path
 from .denoisers import EDMPrecond
+from .paths import PREDICTIONS, PathDenoiser, get_path
 
 __all__ = [
     "NoiseEmbedding",
     "MLP",
     "UNet",
+    "PathNet",
     "CONFIGS",
     "build_model",
     "count_parameters",
@@ -47,6 +54,7 @@ __all__ = [
     "load_model",
     "load_pretrained",
     "shipped_denoisers",
+    "shipped_path_models",
 ]
 
 
@@ -210,6 +218,43 @@ class UNet(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
+class PathNet(nn.Module):
+    r"""A network as the model of a Gaussian path: ``model(x, t) = net(x, log(sigma(t))/4)``.
+
+    ``x`` is the path's point :math:`x_t = \alpha_t x_0 + s_t\varepsilon` (``(batch, ...)``), ``t`` its
+    time (``(batch,)`` or a number); the output, of ``x``'s shape, is read as ``prediction``
+    (``"eps"``, ``"x0"`` or ``"velocity"``, :mod:`~diffusion_geometry.paths`). The network is told
+    the noise level as EDM's is (:math:`\sigma(t)` clamped to [1e-4, 1e4], so that flow matching's
+    :math:`t = 1` is finite); what makes it a VP or a flow-matching model is its input, its target and
+    its loss (:func:`~diffusion_geometry.training.path_loss`), not this embedding. :meth:`denoiser`
+    gives the book's ``D(y, sigma)`` (:class:`~diffusion_geometry.paths.PathDenoiser`).
+    """
+
+    def __init__(self, net: nn.Module, path: str, prediction: str):
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        self.net, self.path_name, self.prediction = net, get_path(path).name, prediction
+
+    @property
+    def path(self):
+        return get_path(self.path_name)
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or not torch.isfinite(x).all():
+            raise ValueError("x must be a finite floating-point tensor of shape (batch, ...)")
+        t64 = torch.as_tensor(t, dtype=torch.float64, device=x.device).reshape(-1).expand(x.shape[0])
+        c_noise = self.path.sigma(t64).clamp(1e-4, 1e4).log() / 4
+        param = next(self.net.parameters(), None)
+        dtype = param.dtype if param is not None else x.dtype
+        out = self.net(x.to(dtype), c_noise.to(torch.promote_types(dtype, torch.float32)))
+        return out.to(x.dtype)
+
+    def denoiser(self) -> PathDenoiser:
+        """This model as the book's denoiser ``D(y, sigma)`` in VE coordinates."""
+        return PathDenoiser(self, self.path, self.prediction)
+
+
 # --------------------------------------------------------------------------------------------------
 # Configs, building and loading
 # --------------------------------------------------------------------------------------------------
@@ -223,6 +268,11 @@ CONFIGS: dict[str, dict] = {
     # the GPU profile's larger U-Net (14.2 M parameters; not shipped: benchmarks/gpu_profile.py --train-steps)
     "fashion_unet_large": {"kind": "unet", "in_channels": 1, "image_size": 28, "channels": [64, 128, 256],
                            "blocks": 2, "emb_dim": 256, "groups": 8, "sigma_data": 0.5},
+    # the same digits U-Net as models of other Gaussian paths (chapter 11): flow matching and VP
+    "digits_fm": {"kind": "unet", "in_channels": 1, "image_size": 8, "channels": [16, 32, 64],
+                  "blocks": 1, "emb_dim": 64, "groups": 8, "path": "flow_matching", "prediction": "velocity"},
+    "digits_vp": {"kind": "unet", "in_channels": 1, "image_size": 8, "channels": [16, 32, 64],
+                  "blocks": 1, "emb_dim": 64, "groups": 8, "path": "vp", "prediction": "eps"},
 }
 """Named model configs (the ``--model`` choices of the training command)."""
 
@@ -232,8 +282,9 @@ _ALLOWED = {
 }
 
 
-def build_model(config: dict, *, seed: int | None = None) -> EDMPrecond:
-    """An ``EDMPrecond`` around the network a config describes (``kind`` = ``"mlp"`` or ``"unet"``).
+def build_model(config: dict, *, seed: int | None = None) -> EDMPrecond | PathNet:
+    """An ``EDMPrecond`` around the network a config describes (``kind`` = ``"mlp"`` or ``"unet"``),
+    or a :class:`PathNet` when the config names a ``"path"`` and a ``"prediction"`` (no ``sigma_data``).
 
     ``config`` may also be the name of an entry of :data:`CONFIGS`. With ``seed`` the initial weights
     are drawn from ``torch.manual_seed(seed)`` inside a forked RNG (the global RNG is left alone), so
@@ -249,10 +300,15 @@ def build_model(config: dict, *, seed: int | None = None) -> EDMPrecond:
     kind = config.get("kind")
     if kind not in _ALLOWED:
         raise ValueError(f"config['kind'] must be 'mlp' or 'unet', got {kind!r}")
-    unknown = set(config) - _ALLOWED[kind]
+    is_path = "path" in config or "prediction" in config
+    unknown = set(config) - _ALLOWED[kind] - ({"path", "prediction"} if is_path else set())
+    if is_path:
+        unknown |= {"sigma_data"} & set(config)
+        if not {"path", "prediction"} <= set(config):
+            raise ValueError("a path model's config needs both 'path' and 'prediction'")
     if unknown:
         raise ValueError(f"unknown keys for a {kind!r} config: {sorted(unknown)}")
-    args = {k: v for k, v in config.items() if k not in ("kind", "sigma_data", "image_size")}
+    args = {k: v for k, v in config.items() if k not in ("kind", "sigma_data", "image_size", "path", "prediction")}
     if kind == "unet" and "image_size" in config:
         size = config["image_size"]
         if not isinstance(size, int) or size < 1:
@@ -261,6 +317,11 @@ def build_model(config: dict, *, seed: int | None = None) -> EDMPrecond:
         if seed is not None:
             torch.manual_seed(seed)
         net = MLP(**args) if kind == "mlp" else UNet(**args)
+    if is_path:
+        try:
+            return PathNet(net, config["path"], config["prediction"])
+        except ValueError as err:
+            raise ValueError(f"bad path model config: {err}") from None
     return EDMPrecond(net, sigma_data=config.get("sigma_data", 0.5))
 
 
@@ -312,20 +373,29 @@ def shipped_denoisers() -> list[str]:
     """Names of the shipped weights that are denoisers (an ``mlp`` or ``unet`` config), sorted; the
     manifest also lists other networks (the Fashion-MNIST feature classifier), which are not."""
     return sorted(name for name, entry in manifest().items()
-                  if isinstance(entry.get("config"), dict) and entry["config"].get("kind") in _ALLOWED)
+                  if isinstance(entry.get("config"), dict) and entry["config"].get("kind") in _ALLOWED
+                  and "path" not in entry["config"])
+
+
+def shipped_path_models() -> list[str]:
+    """Names of the shipped weights that are models of other Gaussian paths (:class:`PathNet`: call
+    ``model(x, t)``, or ``model.denoiser()`` for the book's ``D(y, sigma)``), sorted."""
+    return sorted(name for name, entry in manifest().items()
+                  if isinstance(entry.get("config"), dict) and "path" in entry["config"])
 
 
 def load_pretrained(name: str) -> EDMPrecond:
     """The shipped denoiser ``name`` (see ``weights/manifest.json``), verified against its SHA-256.
 
-    The returned ``EDMPrecond`` is in eval mode with gradients off; ``model.config`` and
+    The returned ``EDMPrecond`` (a :class:`PathNet` for the path models, :func:`shipped_path_models`)
+    is in eval mode with gradients off; ``model.config`` and
     ``model.meta`` hold the checkpoint's config and training record. A name of shipped weights that
     are not a denoiser (``fashion_classifier``) or a manifest config that differs from the
     checkpoint's raises ``ValueError``; an unknown name raises ``KeyError``.
     """
     path = pretrained_path(name)
     entry = manifest()[name]
-    if name not in shipped_denoisers():
+    if name not in shipped_denoisers() and name not in shipped_path_models():
         raise ValueError(f"the shipped weights {name!r} are a {entry.get('kind', 'network')}, not a denoiser; "
                          f"shipped denoisers: {shipped_denoisers()}")
     model = load_model(path, sha256=entry["sha256"])

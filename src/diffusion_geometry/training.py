@@ -47,8 +47,10 @@ from torch import nn
 
 from .checkpoints import save_checkpoint
 from .denoisers import EDMPrecond
+from .networks import PathNet
+from .paths import convert_prediction
 
-__all__ = ["edm_loss", "ema_update", "ema_decay_at", "lr_at", "train", "TRAINING_SETS", "training_data", "run",
+__all__ = ["edm_loss", "path_loss", "ema_update", "ema_decay_at", "lr_at", "train", "TRAINING_SETS", "training_data", "run",
            "main"]
 
 P_MEAN, P_STD = -1.2, 1.2
@@ -115,6 +117,50 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
     return (weight * (denoised.to(work) - yw) ** 2).mean()
 
 
+PATH_T_MIN = 1e-5
+"""The smallest training time of a path model (Song et al. 2021 train VP on [1e-5, 1])."""
+
+
+def path_loss(model: PathNet, y: torch.Tensor, *, generator: torch.Generator | None = None,
+              shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    r"""The plain regression loss of a model of a Gaussian path (a 0-d tensor): draw
+    :math:`t \sim U(t_\min, 1)`, :math:`x_t = lpha_t y + s_tarepsilon`, and average
+    :math:`\lVert 	ext{model}(x_t, t) - 	ext{target}Vert^2` over the coordinates, with target
+    :math:`arepsilon` (DDPM's simple loss, Ho et al. 2020, Eq. 14), :math:`y`, or the velocity
+    :math:`\dotlpha_t y + \dot s_tarepsilon` (:math:`arepsilon - y` for flow matching: Lipman et
+    al. 2023, Eq. 23; Liu et al. 2023, Eq. 1), as ``model.prediction`` says. :math:`t_\min = 10^{-5}`
+    (:data:`PATH_T_MIN`). The velocity target is formed by
+    :func:`~diffusion_geometry.paths.convert_prediction` from the true noise, so the loss and the
+    sampler's conversion share one formula. ``shard`` as in :func:`edm_loss`. Coefficients in float64,
+    arithmetic in float32 at least.
+    """
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if not isinstance(inner, PathNet):
+        raise TypeError(f"model must be a PathNet, got {type(model).__name__}")
+    if not isinstance(y, torch.Tensor) or y.ndim < 2 or y.shape[0] == 0:
+        raise ValueError("y must be a non-empty batch tensor of shape (batch, ...)")
+    rank, world = shard
+    if not (0 <= rank < world and y.shape[0] % world == 0):
+        raise ValueError(f"shard (rank, world_size) = {shard} must have 0 <= rank < world_size and a batch "
+                         f"of {y.shape[0]} that splits into world_size equal slices")
+    work = torch.promote_types(y.dtype, torch.float32)
+    opts = dict(dtype=work, device=y.device, generator=generator)
+    t = PATH_T_MIN + (1 - PATH_T_MIN) * torch.rand(y.shape[0], **opts)
+    noise = torch.randn(y.shape, **opts)
+    rows = slice(rank * (y.shape[0] // world), (rank + 1) * (y.shape[0] // world))
+    y, t, noise = y[rows].to(work), t[rows], noise[rows]
+    path = inner.path
+    sigma = path.sigma(t.to(torch.float64))
+    shape = (-1, *([1] * (y.ndim - 1)))
+    alpha = path.alpha(sigma)
+    x_t = (alpha.reshape(shape) * y.to(torch.float64) + (sigma * alpha).reshape(shape) * noise.to(torch.float64))
+    target = {"eps": noise, "x0": y}.get(inner.prediction)
+    if target is None:
+        target = convert_prediction(("eps", noise.to(torch.float64)), to="velocity", x=x_t, sigma=sigma, path=path)
+    pred = model(x_t.to(y.dtype), t)
+    return ((pred.to(work) - target.to(work)) ** 2).mean()
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     r"""In place: :math:`\bar\theta \leftarrow \text{decay}\cdot\bar\theta + (1-\text{decay})\,\theta`
@@ -165,7 +211,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
 
     Parameters
     ----------
-    model : an :class:`~diffusion_geometry.EDMPrecond` (e.g. from ``networks.build_model``).
+    model : an :class:`~diffusion_geometry.EDMPrecond` (e.g. from ``networks.build_model``), trained
+        with :func:`edm_loss`; or a :class:`~diffusion_geometry.networks.PathNet` (a VP or
+        flow-matching model), trained with :func:`path_loss` (``p_uniform`` is then unused).
     data : ``(N, *shape)`` training points (scaled like the model expects, e.g. [-1, 1] images).
     steps : total optimiser steps (a resumed run continues up to this number).
     batch_size, lr, warmup : Adam on batches of ``batch_size``; linear warm-up over ``warmup`` steps.
@@ -203,8 +251,8 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     history : dict with ``step`` and ``loss`` (lists), ``seconds`` (wall time of this call),
         ``images_per_second`` and ``resumed_from`` (the step a resumed run started at, else 0).
     """
-    if not isinstance(model, EDMPrecond):
-        raise TypeError(f"model must be an EDMPrecond, got {type(model).__name__}")
+    if not isinstance(model, (EDMPrecond, PathNet)):
+        raise TypeError(f"model must be an EDMPrecond or a PathNet, got {type(model).__name__}")
     if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] == 0:
         raise ValueError("data must be a non-empty tensor of shape (N, ...)")
     if not data.is_floating_point() or not torch.isfinite(data).all():
@@ -297,7 +345,10 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, lr, warmup)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
-            loss = edm_loss(net, data[idx], generator=gen, p_uniform=p_uniform, shard=(rank, world))
+            if isinstance(model, PathNet):
+                loss = path_loss(net, data[idx], generator=gen, shard=(rank, world))
+            else:
+                loss = edm_loss(net, data[idx], generator=gen, p_uniform=p_uniform, shard=(rank, world))
         if world > 1:  # the global batch's loss: the mean of the processes' slices
             reported = loss.detach().clone()
             dist.all_reduce(reported)
@@ -336,7 +387,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
 
 
 TRAINING_SETS = {"toy2d_mlp": "mixture_2d", "digits_unet": "digits", "fashion_unet": "fashion_mnist",
-                 "fashion_unet_large": "fashion_mnist"}
+                 "fashion_unet_large": "fashion_mnist", "digits_fm": "digits", "digits_vp": "digits"}
 """The data set each trainable model config learns (the ``--model`` choices of ``dg-train``)."""
 
 
