@@ -113,6 +113,7 @@ NAIVE = {
     "slerp": naive_slerp, "heun_sampler": naive_heun, "edm_schedule": naive_schedule,
     "mean_shift_step": naive_mean_shift_step, "score_deviation": naive_score_deviation,
     "frechet_distance": naive_frechet, "steps_for_nfe": naive_steps,
+    "velocity_to_denoised": lambda v, x, t: (x.double() - t * v.double()).to(x.dtype),  # x0 = x - t v, in float64
 }
 
 
@@ -291,6 +292,10 @@ WRONG = [
      lambda s, nfe, afs: naive_steps("heun", nfe, afs)),
     ("steps_for_nfe", "afs_subtracted", "wrong value", lambda s, nfe, afs: naive_steps(s, nfe - int(afs), False)),
     ("steps_for_nfe", "float_division", "wrong dtype", lambda s, nfe, afs: float(naive_steps(s, nfe, afs))),
+    # 11: the clean point from a flow-matching velocity
+    ("velocity_to_denoised", "time_forgotten", "wrong value", lambda v, x, t: x - v),
+    ("velocity_to_denoised", "divided_by_alpha", "wrong value", lambda v, x, t: (x - t * v) / (1 - t)),
+    ("velocity_to_denoised", "sign_flipped", "wrong value", lambda v, x, t: x + t * v),
 ]
 
 
@@ -334,7 +339,7 @@ EDGES = {
     "euler_step": (True, True, True), "slerp": (True, False, True), "heun_sampler": (True, False, True),
     "edm_schedule": (False, False, False), "mean_shift_step": (True, True, True),
     "score_deviation": (True, True, True), "frechet_distance": (True, False, False),
-    "steps_for_nfe": (False, False, False),
+    "steps_for_nfe": (False, False, False), "velocity_to_denoised": (True, False, True),
 }
 
 

@@ -294,3 +294,13 @@ def test_errors_name_the_problem(mixture):
         paths.sample_in_time(lambda x, t: x, "vp", "eps", [0.1, 0.5], torch.zeros(2, 2))
     with pytest.raises(ValueError, match="method must be one of"):
         paths.sample_in_time(lambda x, t: x, "vp", "eps", [0.5, 0.1], torch.zeros(2, 2), method="rk4")
+
+
+def test_one_euler_step_from_pure_noise_in_flow_matching_time():
+    """t = 1 (sigma infinite) is a valid start for a velocity model: one Euler step gives x - v(x, 1)."""
+    net = TinyNet(2)
+    x = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    out = paths.sample_in_time(net, "flow_matching", "velocity", [1.0, 0.0], x, method="euler_t")
+    torch.testing.assert_close(out, x - net(x, torch.ones(8, dtype=torch.float64)), rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match="finite"):
+        paths.sample_in_time(net, "flow_matching", "eps", [1.0, 0.0], x)

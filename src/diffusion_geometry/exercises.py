@@ -2,7 +2,7 @@ r"""Reference checks of the book's autograded coding exercises.
 
 Each chapter has one coding exercise whose answer is a function: the score of a noised Gaussian, the
 optimal denoiser, an Euler step, slerp, a Heun sampler, the EDM schedule, a mean-shift step, the score
-deviation, the Fréchet distance and the steps for an NFE budget. This module states each exercise
+deviation, the Fréchet distance, the steps for an NFE budget and the clean point of a flow-matching velocity. This module states each exercise
 once, in :data:`EXERCISES` (:class:`ExerciseSpec`: chapter, the signature the student writes, the
 package function it is compared with, a seeded generator of inputs, the tolerance and a hint), and
 checks a student's function against the package, so that the chapter (whose solution cell passes the
@@ -50,6 +50,7 @@ from . import budget as _budget
 from . import deviation as _deviation
 from . import interpolation as _interpolation
 from . import meanshift as _meanshift
+from . import paths as _paths
 from . import metrics as _metrics
 from . import samplers as _samplers
 from . import schedules as _schedules
@@ -345,6 +346,24 @@ def _draws_budget(seed: int) -> list[Draw]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _draws_velocity(seed: int) -> list[Draw]:
+    g = _gen(seed)
+    out = []
+    for dtype, t, batch, d in ((torch.float64, 0.5, 5, 2), (torch.float64, 0.0, 3, 2),
+                               (torch.float64, 1e-3, 4, 3), (torch.float64, 0.999, 1, 2),
+                               (torch.float64, round(_uniform(g, 0.05, 0.95), 4), 6, 16),
+                               (torch.float32, 0.3, 4, 2), (torch.float32, 0.999, 3, 8)):
+        x0, eps = 1.5 * _randn(g, batch, d), _randn(g, batch, d)
+        x = (1 - t) * x0 + t * eps
+        v = eps - x0 + 0.1 * _randn(g, batch, d)  # a velocity with a network's error: the answer is not x0 itself
+        out.append(Draw(f"v and x of shape {(batch, d)} in {_dt(dtype)}, t = {t:g}", (v.to(dtype), x.to(dtype), t), dtype))
+    return out
+
+
+def _ref_velocity(v, x, t):
+    return _paths.convert_prediction(("velocity", v), to="x0", x=x, sigma=t / (1 - t), path="flow_matching").to(x.dtype)
+
+
 def _ref_score(x, sigma, mean, std):
     return GaussianMixture(mean[None], std**2).score(x, sigma)
 
@@ -495,6 +514,18 @@ EXERCISES: dict[str, ExerciseSpec] = {spec.name: spec for spec in (
         "tr((cov_a cov_b)^(1/2)) is not tr(cov_a^(1/2) cov_b^(1/2)) unless the covariances commute: it is the "
         "sum of the square roots of the eigenvalues of cov_a^(1/2) cov_b cov_a^(1/2) (real, >= 0).",
         scale=_fd_scale,
+    ),
+    ExerciseSpec(
+        "velocity_to_denoised", "11_gaussian_paths",
+        """velocity_to_denoised(v, x, t) -> Tensor
+    The clean-point prediction x0_hat of a flow-matching model, x_t = (1 - t) x0 + t eps, from its velocity
+    prediction v = E[eps - x0 | x_t = x] (the book's D(x / (1 - t); t / (1 - t))).
+    v, x: (batch, d), one floating dtype; t: a Python float in [0, 0.999] (t = 0 allowed: sigma = 0).
+    Returns (batch, d) in the dtype of x, finite at every t.""",
+        _ref_velocity, "diffusion_geometry.paths.convert_prediction (velocity to x0, flow matching)", _draws_velocity,
+        _TIGHT,
+        "Eliminate eps: x = (1 - t) x0 + t eps and v = eps - x0 give x0 = x - t v. Dividing by t or by 1 - t "
+        "is not needed (and fails at t = 0).",
     ),
     ExerciseSpec(
         "steps_for_nfe", "10_image_samplers",

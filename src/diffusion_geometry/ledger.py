@@ -29,7 +29,9 @@ the ledger page re-read whenever a chapter is. Validation with the JSON Schema n
 
 Papers (:data:`PAPERS`): Chen et al., *A Geometric Perspective on Diffusion Models* (arXiv
 2305.19947); AMED-Solver (CVPR 2024, arXiv 2312.00094); GITS (ICML 2024, arXiv 2405.11326); the JSTAT
-2025 "boomerang" extension (arXiv 2506.10177); EDM (Karras et al. 2022, arXiv 2206.00364).
+2025 "boomerang" extension (arXiv 2506.10177); EDM (Karras et al. 2022, arXiv 2206.00364); and, for chapter 11,
+DDIM (arXiv 2010.02502), flow matching (arXiv 2210.02747), rectified flow (arXiv 2209.03003) and the score SDE
+(arXiv 2011.13456).
 """
 from __future__ import annotations
 
@@ -79,6 +81,13 @@ PAPERS: dict[str, Paper] = {
                        "JSTAT boomerang", "chen2025geometric", "2506.10177", "J. Stat. Mech. (JSTAT) 2025"),
     "edm": Paper("Elucidating the Design Space of Diffusion-Based Generative Models", "EDM", "karras2022edm",
                  "2206.00364", "NeurIPS 2022"),
+    "ddim": Paper("Denoising Diffusion Implicit Models", "DDIM", "song2021ddim", "2010.02502", "ICLR 2021"),
+    "flowmatching": Paper("Flow Matching for Generative Modeling", "flow matching", "lipman2023flow", "2210.02747",
+                          "ICLR 2023"),
+    "rectified": Paper("Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow",
+                       "rectified flow", "liu2023rectified", "2209.03003", "ICLR 2023"),
+    "scoresde": Paper("Score-Based Generative Modeling through Stochastic Differential Equations", "score SDE",
+                      "song2021score", "2011.13456", "ICLR 2021"),
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -239,7 +248,8 @@ def claim(claim_id: str, *, paper: str, source: str, statement: str, ours, setti
     claim_id : str
         ``"chN-name"`` (lower case, hyphens); ``N`` is the chapter that measures it.
     paper : str
-        A key of :data:`PAPERS` (``"geometric"``, ``"amed"``, ``"gits"``, ``"boomerang"``, ``"edm"``).
+        A key of :data:`PAPERS` (``"geometric"``, ``"amed"``, ``"gits"``, ``"boomerang"``, ``"edm"``, ``"ddim"``,
+        ``"flowmatching"``, ``"rectified"``, ``"scoresde"``).
     source : str
         Where in the paper ("Obs. 1 (v2)", "Sec. 3.1, Fig. 4", "Table 2").
     statement : str
@@ -499,6 +509,28 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("boomerang", "abstract", "closed-form properties under kernel-estimated (KDE) data modelling",
             claims=("ch2-kde-denoiser", "ch7-mean-shift", "ch7-monotone-likelihood")),
     Finding("boomerang", "abstract", "the DP schedule evaluated especially at 5-10 NFE", claims=("ch6-gits-beats-rho7",)),
+    Finding("edm", "Sec. 3, Eq. 4", "any Gaussian diffusion (any sigma(t), s(t)) is the VE probability-flow ODE "
+            "after the change of variables y = x/s, sigma = sigma(t)", claims=("ch11-change-of-variables",)),
+    Finding("ddim", "Sec. 4.3, Eq. (14)", "DDIM is the Euler method of an ODE in x/alpha and sigma",
+            claims=("ch11-ddim-is-euler",)),
+    Finding("edm", "Sec. 3 ('Trajectory curvature and noise schedule')", "with sigma(t) = t, s(t) = 1 the Euler step "
+            "is exact for a frozen denoiser; other time variables change the sampler",
+            claims=("ch11-euler-t-affine-paths", "ch11-orders-any-coordinates")),
+    Finding("edm", "Sec. 5, Table 1", "preconditioning keeps the network's error from being amplified at large sigma "
+            "(eps-prediction multiplies it by sigma)", claims=("ch11-eps-amplified",)),
+    Finding("geometric", "Obs. 1 (v2), across parameterisations", "the trajectory geometry holds for flow-matching "
+            "and VP models read in the VE coordinates", claims=("ch11-quasi-linear-any-path", "ch11-plane-any-path")),
+    Finding("flowmatching", "Sec. 4.1, Eq. (20)-(23)", "the conditional optimal-transport path x_t = (1 - t) x0 + t eps "
+            "and its velocity target eps - x0", claims=("ch11-change-of-variables", "ch11-euler-t-affine-paths")),
+    Finding("flowmatching", "Sec. 6, Tables 1-2", "likelihood (bits/dim) and FID on CIFAR-10 and ImageNet",
+            reason=_NO_WEIGHTS.replace("pretrained EDM networks", "flow-matching networks")),
+    Finding("rectified", "Sec. 2.1-2.2", "1-rectified flow is not straight; reflow straightens the trajectories and "
+            "makes few-step Euler accurate", claims=("ch11-fm-curved", "ch11-reflow-straighter")),
+    Finding("rectified", "Sec. 5, Table 1", "CIFAR-10 FID and recall of k-rectified flows with 1 step and distillation",
+            reason=_NO_WEIGHTS.replace("pretrained EDM networks", "rectified-flow networks")),
+    Finding("scoresde", "Sec. 4.3, App. D.2", "exact likelihood through the probability-flow ODE with the "
+            "Skilling-Hutchinson trace estimator", claims=("ch11-likelihood-exact", "ch11-hutchinson-calibrated")),
+    Finding("scoresde", "Table 2", "bits/dim through the ODE", claims=("ch11-bits-per-dim",)),
     Finding("boomerang", "main_extend.ipynb", "closed-form Gaussian / low-rank / mixture denoisers built from CIFAR-10 "
             "statistics", reason="needs the CIFAR-10 training set (not available offline); chapters 1-4 use exact "
             "mixture denoisers of toy data instead"),

@@ -403,8 +403,10 @@ def sample_in_time(model, path, prediction: str, ts, x: torch.Tensor, *, method:
     with the slope at the Euler point; 2 evaluations a step) or ``"ddim"``
     (:math:`x' = \alpha_{t'}\hat x_0 + s_{t'}\hat\varepsilon`, Song, Meng & Ermon 2021, Eq. 12 with
     :math:`\eta = 0`). The model is ``model(x, t)`` as in :class:`PathDenoiser`. A step to a time with
-    sigma = 0 outputs :math:`\hat x_0` (the Euler step in flow-matching time does exactly this; the VP
-    velocity is singular there). ``callback`` gets ``{"i", "t", "t_next", "x"}`` before each step.
+    sigma = 0 is an Euler step for ``"heun_t"`` too (the VP velocity is singular there); DDIM's step to
+    sigma = 0 outputs :math:`\hat x_0`, and so does Euler's in flow-matching time. A velocity model can
+    start at flow matching's ``t = 1`` (sigma infinite); the other predictions cannot be converted there
+    and raise ``ValueError``. ``callback`` gets ``{"i", "t", "t_next", "x"}`` before each step.
 
     Under :math:`y = x/\alpha`, ``"ddim"`` is the book's Euler sampler in sigma on the VE wrapper,
     for every path; ``"euler_t"`` is that too for flow matching, whose :math:`\alpha_t, s_t` are linear
@@ -434,9 +436,6 @@ def sample_in_time(model, path, prediction: str, ts, x: torch.Tensor, *, method:
         if callback is not None:
             callback({"i": i, "t": float(ts[i]), "t_next": float(ts[i + 1]), "x": x})
         h = float(ts[i + 1] - ts[i])
-        if float(sig[i + 1]) == 0:
-            x = convert_prediction((prediction, predict(x, i)), to="x0", x=x, sigma=float(sig[i]), path=path).to(work)
-            continue
         if method == "ddim":
             out = predict(x, i)
             x0 = convert_prediction((prediction, out), to="x0", x=x, sigma=float(sig[i]), path=path).to(work)
@@ -447,7 +446,7 @@ def sample_in_time(model, path, prediction: str, ts, x: torch.Tensor, *, method:
             x = a_n * (x0 + r * (x / a_i - x0))
             continue
         v = velocity(x, i)
-        if method == "euler_t":
+        if method == "euler_t" or float(sig[i + 1]) == 0:  # no corrector at sigma = 0, where VP's velocity is singular
             x = x + h * v
         else:
             x_euler = x + h * v
