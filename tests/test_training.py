@@ -278,3 +278,25 @@ def test_bf16_autocast_resumes_bit_exactly_and_follows_float32(tmp_path):
     assert h_full["loss"] != h32["loss"]
     with pytest.raises(ValueError, match="other settings"):
         _train(10, state_path=state)
+
+
+def test_learning_rate_decay_phase_and_its_resume(tmp_path):
+    """lr_decay_from: linear decay to 0 at `steps`; a constant-rate state may be continued with a decay
+    phase and ends bit for bit where one run with that schedule does; a decay state needs the same decay."""
+    assert [tr.lr_at(s, 1.0, 0, 6, 10) for s in range(10)] == pytest.approx([1] * 6 + [1, 0.75, 0.5, 0.25])
+    state = tmp_path / "decay.state"
+    m_full, e_full, h_full = _train(10, lr_decay_from=6)
+    _train(6, state_path=state, save_every=2)  # a constant-rate run, stopped at step 6
+    m_res, e_res, h_res = _train(10, state_path=state, save_every=2, lr_decay_from=6)
+    assert h_res["resumed_from"] == 6 and h_res["loss"] == h_full["loss"]
+    for k, v in m_full.state_dict().items():
+        assert torch.equal(v, m_res.state_dict()[k]) and torch.equal(e_full.state_dict()[k], e_res.state_dict()[k])
+    _, _, h_const = _train(10)
+    assert h_const["loss"][-1] != h_full["loss"][-1]  # the decay took effect
+    with pytest.raises(ValueError, match="other settings"):
+        _train(12, state_path=state)
+    with pytest.raises(ValueError, match="lr_decay_from"):
+        _train(10, lr_decay_from=10)
+    _train(6, state_path=tmp_path / "const.state", save_every=2)
+    with pytest.raises(ValueError, match="decay phase must start"):  # steps 2-5 already ran at the full rate
+        _train(10, state_path=tmp_path / "const.state", save_every=2, lr_decay_from=2)

@@ -57,6 +57,15 @@ P_MEAN, P_STD = -1.2, 1.2
 SIGMA_RANGE = (0.002, 80.0)
 
 
+def _shard_rows(y: torch.Tensor, shard: tuple[int, int]) -> slice:
+    """The rows of the batch ``y`` that process ``rank`` of ``world_size`` evaluates (``shard``)."""
+    rank, world = shard
+    if not (0 <= rank < world and y.shape[0] % world == 0):
+        raise ValueError(f"shard (rank, world_size) = {shard} must have 0 <= rank < world_size and a batch "
+                         f"of {y.shape[0]} that splits into world_size equal slices")
+    return slice(rank * (y.shape[0] // world), (rank + 1) * (y.shape[0] // world))
+
+
 def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator | None = None,
              p_mean: float = P_MEAN, p_std: float = P_STD, p_uniform: float = 0.0,
              sigma_range: tuple[float, float] = SIGMA_RANGE, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
@@ -91,10 +100,7 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
     lo, hi = sigma_range
     if not 0 < lo < hi:
         raise ValueError(f"sigma_range must satisfy 0 < low < high, got {sigma_range}")
-    rank, world = shard
-    if not (0 <= rank < world and y.shape[0] % world == 0):
-        raise ValueError(f"shard (rank, world_size) = {shard} must have 0 <= rank < world_size and a batch "
-                         f"of {y.shape[0]} that splits into world_size equal slices")
+    rows = _shard_rows(y, shard)
     # sigma, the noise and the weight are formed in float32 at least (in float16 the weight
     # (sigma^2 + sd^2)/(sigma sd)^2 = 250,004 at sigma = 0.002 overflows); the random numbers are drawn
     # in that dtype, so float32 and float64 runs draw exactly what they always did
@@ -107,7 +113,6 @@ def edm_loss(model: EDMPrecond, y: torch.Tensor, *, generator: torch.Generator |
         ln_sigma = torch.where(pick, ln_uniform, ln_sigma)
     sigma = ln_sigma.exp()
     noise = torch.randn(y.shape, **opts)
-    rows = slice(rank * (y.shape[0] // world), (rank + 1) * (y.shape[0] // world))
     y, sigma, noise = y[rows], sigma[rows], noise[rows]
     s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
     sd = precond.sigma_data
@@ -125,7 +130,8 @@ def path_loss(model: PathNet, y: torch.Tensor, *, generator: torch.Generator | N
               shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     r"""The plain regression loss of a model of a Gaussian path (a 0-d tensor): draw
     :math:`t \sim U(t_\min, 1)`, :math:`x_t = lpha_t y + s_tarepsilon`, and average
-    :math:`\lVert 	ext{model}(x_t, t) - 	ext{target}Vert^2` over the coordinates, with target
+    :math:`\lVert 	ext{model}(x_t, t) - 	ext{target}
+Vert^2` over the coordinates, with target
     :math:`arepsilon` (DDPM's simple loss, Ho et al. 2020, Eq. 14), :math:`y`, or the velocity
     :math:`\dotlpha_t y + \dot s_tarepsilon` (:math:`arepsilon - y` for flow matching: Lipman et
     al. 2023, Eq. 23; Liu et al. 2023, Eq. 1), as ``model.prediction`` says. :math:`t_\min = 10^{-5}`
@@ -139,15 +145,11 @@ def path_loss(model: PathNet, y: torch.Tensor, *, generator: torch.Generator | N
         raise TypeError(f"model must be a PathNet, got {type(model).__name__}")
     if not isinstance(y, torch.Tensor) or y.ndim < 2 or y.shape[0] == 0:
         raise ValueError("y must be a non-empty batch tensor of shape (batch, ...)")
-    rank, world = shard
-    if not (0 <= rank < world and y.shape[0] % world == 0):
-        raise ValueError(f"shard (rank, world_size) = {shard} must have 0 <= rank < world_size and a batch "
-                         f"of {y.shape[0]} that splits into world_size equal slices")
+    rows = _shard_rows(y, shard)
     work = torch.promote_types(y.dtype, torch.float32)
     opts = dict(dtype=work, device=y.device, generator=generator)
     t = PATH_T_MIN + (1 - PATH_T_MIN) * torch.rand(y.shape[0], **opts)
     noise = torch.randn(y.shape, **opts)
-    rows = slice(rank * (y.shape[0] // world), (rank + 1) * (y.shape[0] // world))
     y, t, noise = y[rows].to(work), t[rows], noise[rows]
     path = inner.path
     sigma = path.sigma(t.to(torch.float64))
@@ -182,12 +184,16 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(decay, (1.0 + step) / (10.0 + step))
 
 
-def lr_at(step: int, lr: float, warmup: int) -> float:
-    """Learning rate at 0-based ``step``: linear warm-up ``lr * (step + 1) / warmup``, then ``lr``."""
-    return lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
+def lr_at(step: int, lr: float, warmup: int, decay_from: int | None = None, steps: int | None = None) -> float:
+    """Learning rate at 0-based ``step``: linear warm-up ``lr * (step + 1) / warmup``, then ``lr``; with
+    ``decay_from``, from that step on it falls linearly to 0 at ``steps``: ``lr * (steps - step) / (steps - decay_from)``."""
+    rate = lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
+    if decay_from is not None and step >= decay_from:
+        rate *= (steps - step) / (steps - decay_from)
+    return rate
 
 
-_RUN_KEYS = ("seed", "batch_size", "lr", "warmup", "ema_decay", "n_data", "p_uniform", "bf16")
+_RUN_KEYS = ("seed", "batch_size", "lr", "warmup", "ema_decay", "n_data", "p_uniform", "bf16", "lr_decay_from")
 
 
 def _batch_indices(n: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -206,7 +212,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
           lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0, warmup: int = 200,
           p_uniform: float = 0.1, grad_clip: float | None = 1.0, progress: bool = True, state_path=None,
           save_every: int = 500, resume: bool = True, device=None, log_every: int = 1,
-          bf16: bool = False):
+          bf16: bool = False, lr_decay_from: int | None = None):
     r"""Train ``model`` (in place) on ``data`` with the EDM loss; return ``(ema_model, history)``.
 
     Parameters
@@ -217,6 +223,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     data : ``(N, *shape)`` training points (scaled like the model expects, e.g. [-1, 1] images).
     steps : total optimiser steps (a resumed run continues up to this number).
     batch_size, lr, warmup : Adam on batches of ``batch_size``; linear warm-up over ``warmup`` steps.
+    lr_decay_from : from this step on, the learning rate falls linearly to 0 at ``steps`` (:func:`lr_at`);
+        ``None``: constant after the warm-up. A run with a constant rate may be resumed with a decay
+        phase (its state records none); a state written with a decay resumes only with the same one.
     ema_decay : the EMA decay :math:`\beta` (with the warm-up :func:`ema_decay_at`).
     seed : seeds batches, noise levels and noise (initial weights come from ``build_model(seed=)``).
     p_uniform : fraction of noise levels drawn log-uniformly on [0.002, 80] instead of from EDM's
@@ -265,6 +274,8 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    if lr_decay_from is not None and not (isinstance(lr_decay_from, int) and 0 <= lr_decay_from < steps):
+        raise ValueError(f"lr_decay_from must be an integer in [0, steps) = [0, {steps}), got {lr_decay_from!r}")
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
     if not 0.0 <= p_uniform <= 1.0:
@@ -289,7 +300,8 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     start = 0
     run_settings = {"seed": seed, "batch_size": batch_size, "lr": float(lr), "warmup": warmup,
                     "ema_decay": float(ema_decay), "n_data": int(data.shape[0]),
-                    "p_uniform": float(p_uniform), "bf16": float(bool(bf16))}
+                    "p_uniform": float(p_uniform), "bf16": float(bool(bf16)),
+                    "lr_decay_from": float(-1 if lr_decay_from is None else lr_decay_from)}
     if state_path is not None and resume and Path(state_path).is_file():
         try:
             state = torch.load(state_path, map_location=device, weights_only=True)
@@ -304,11 +316,16 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         start = int(state["step"])
         saved = {k: state[k].item() for k in _RUN_KEYS if k in state}
         wanted = {k: v for k, v in run_settings.items() if k in saved}
+        if saved.get("lr_decay_from") == -1:  # a constant-rate state may go on with a decay phase
+            saved.pop("lr_decay_from")
         if any(saved[k] != wanted[k] for k in saved):
             raise ValueError(f"{state_path} was written by a run with other settings {saved}; "
                              f"this run has {wanted} (delete the file or pass resume=False)")
         if start > steps:
             raise ValueError(f"{state_path} is at step {start}, beyond steps={steps}")
+        if lr_decay_from is not None and "lr_decay_from" not in saved and lr_decay_from < start:
+            raise ValueError(f"{state_path} ran at a constant rate up to step {start}: a decay phase must start at "
+                             f"step {start} or later, got lr_decay_from={lr_decay_from}")
         history = {"step": state["hist_step"].tolist(), "loss": state["hist_loss"].tolist()}
 
     def save_state(step: int) -> None:
@@ -343,7 +360,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     for step in bar:
         idx = _batch_indices(data.shape[0], step, batch_size, seed).to(device)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, lr, warmup)
+            group["lr"] = lr_at(step, lr, warmup, lr_decay_from, steps)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
             if isinstance(model, PathNet):
                 loss = path_loss(net, data[idx], generator=gen, shard=(rank, world))
@@ -424,6 +441,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=cli.positive_int, default=128)
     p.add_argument("--lr", type=cli.positive_float, default=1e-3)
     p.add_argument("--warmup", type=cli.non_negative_int, default=200, help="learning-rate warm-up steps")
+    p.add_argument("--lr-decay-from", type=cli.non_negative_int, default=None,
+                   help="from this step on, decay the learning rate linearly to 0 at --steps (default: constant)")
     p.add_argument("--ema-decay", type=cli.fraction, default=0.999, help="EMA decay in [0, 1)")
     p.add_argument("--p-uniform", type=cli.fraction, default=0.1,
                    help="fraction of noise levels drawn log-uniformly on [0.002, 80]")
@@ -502,6 +521,7 @@ def _run_one(args, argv) -> str:
               + (f" in each of {world} processes" if world > 1 else ""), flush=True)
     ema, hist = train(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, warmup=args.warmup, p_uniform=args.p_uniform,
+                      lr_decay_from=args.lr_decay_from,
                       progress=not args.no_progress, state_path=state, save_every=args.save_every,
                       device=args.device, bf16=args.bf16)
     if rank != 0:  # every process holds the same weights; rank 0 writes them
@@ -511,7 +531,7 @@ def _run_one(args, argv) -> str:
             f"{k},{v!r}\n" for k, v in zip(hist["step"], hist["loss"])))
     tail = hist["loss"][-min(200, len(hist["loss"])):]
     meta = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "warmup": args.warmup, "ema_decay": args.ema_decay, "p_uniform": args.p_uniform, "bf16": args.bf16, "seed": args.seed,
+            "warmup": args.warmup, "lr_decay_from": args.lr_decay_from, "ema_decay": args.ema_decay, "p_uniform": args.p_uniform, "bf16": args.bf16, "seed": args.seed,
             "n_data": int(data.shape[0]), "threads": torch.get_num_threads(), "processes": world,
             "device": args.device,
             "seconds": round(hist["seconds"], 1), "resumed_from": hist["resumed_from"],
