@@ -191,6 +191,30 @@ def test_command_report_on_fashion_shape(tiny_ckpt, tmp_path):
     assert q["fid_test"] is None and q["fid_note"]
 
 
+def test_quality_report_floor_is_the_mean_of_its_draws():
+    """The train-vs-test floor is the mean of ``floor_draws`` independent draws of real images (each the
+    FD of one draw, computed here from scratch), and its spread is their sample standard deviation."""
+    try:
+        test_x = dg.datasets.fashion_mnist("test")[0]
+        train_x = dg.datasets.fashion_mnist("train")[0]
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    imgs = test_x[:40]
+    q = G.quality_report(imgs, seed=7, fid="no", floor_draws=3)
+    gen = torch.Generator().manual_seed(8)
+    ref = dg.classifier.reference_features("test")
+    draws = [dg.metrics.frechet_distance(dg.classifier.features(train_x[torch.randperm(len(train_x), generator=gen)[:40]]), ref)
+             for _ in range(3)]
+    assert len(set(round(d, 6) for d in draws)) == 3, "the draws are different images"
+    assert q["fd_train_vs_test"] == pytest.approx(np.mean(draws), rel=1e-9)
+    assert q["fd_train_vs_test_std"] == pytest.approx(np.std(draws, ddof=1), rel=1e-9)
+    assert q["fd_train_vs_test_draws"] == 3
+    assert G.quality_report(imgs, seed=7, fid="no", floor_draws=1)["fd_train_vs_test"] == pytest.approx(draws[0], rel=1e-9)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="floor_draws"):
+            G.quality_report(imgs, floor_draws=bad)
+
+
 @pytest.mark.parametrize("sampler, nfe, afs, steps", [("heun", 7, True, 4), ("ipndm", 5, False, 5), ("unipc", 6, True, 7)])
 def test_command_runs_at_a_budget(tiny_ckpt, tmp_path, sampler, nfe, afs, steps):
     """--nfe spends exactly that many evaluations per sample (counted in the report), on the grid of

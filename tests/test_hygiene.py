@@ -3,6 +3,7 @@ pyproject.toml pin the same versions; requirements.lock pins every package of th
 agrees with the direct pins, and is what the venv holds."""
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -66,6 +67,40 @@ def _lock_entries(text: str) -> dict[str, tuple[str, list[str]]]:
 
 def lock() -> dict[str, tuple[str, list[str]]]:
     return _lock_entries((ROOT / "requirements.lock").read_text())
+
+
+# -- text files ------------------------------------------------------------------------------------
+
+TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".bib", ".yml", ".yaml", ".toml", ".txt", ".cfg", ".json", ".sh"}
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # every control character but tab and newline
+
+
+def _text_files():
+    """The repository's tracked text files (git ls-files), or every such file outside the build and
+    environment folders where the tree is not a git checkout."""
+    try:
+        names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        paths = [ROOT / n for n in names.decode().split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "_build", "runs"}
+        paths = [p for p in ROOT.rglob("*") if not skip & set(p.relative_to(ROOT).parts)]
+    return sorted(p for p in paths if p.suffix in TEXT_SUFFIXES and p.is_file())
+
+
+def test_text_files_hold_no_control_characters():
+    """A backslash escape in a string that is not raw (\\alpha, \\varepsilon, \\rVert in a docstring)
+    silently becomes a control character (bell, vertical tab, carriage return) and garbles the text."""
+    files = _text_files()
+    assert any(p.name == "training.py" for p in files)
+    bad = []
+    for p in files:
+        with open(p, encoding="utf-8", newline="") as f:  # newline="": a carriage return stays one
+            text = f.read()
+        for n, line in enumerate(text.split("\n"), 1):
+            m = CONTROL.search(line)
+            if m:
+                bad.append(f"{p.relative_to(ROOT)}:{n}: {m.group()!r} in {line.strip()[:60]!r}")
+    assert not bad, "control characters:\n" + "\n".join(bad)
 
 
 # -- notebooks --------------------------------------------------------------------------------------

@@ -300,3 +300,38 @@ def test_learning_rate_decay_phase_and_its_resume(tmp_path):
     _train(6, state_path=tmp_path / "const.state", save_every=2)
     with pytest.raises(ValueError, match="decay phase must start"):  # steps 2-5 already ran at the full rate
         _train(10, state_path=tmp_path / "const.state", save_every=2, lr_decay_from=2)
+
+
+def test_noise_phase_and_its_resume(tmp_path):
+    """noise_from: EDM's log-normal before the step, (p_mean, p_std) from it on. The losses before the step
+    are those of an EDM run and differ after it; an EDM state (also one written before the noise keys
+    existed) may go on with a phase from its step on and ends bit for bit where one run does."""
+    m_full, e_full, h_full = _train(10, noise_from=6, p_mean=0.8, p_std=0.5)
+    _, _, h_edm = _train(10)
+    assert h_full["loss"][:6] == h_edm["loss"][:6]
+    assert all(a != b for a, b in zip(h_full["loss"][6:], h_edm["loss"][6:]))
+    state = tmp_path / "phase.state"
+    _train(6, state_path=state, save_every=2)  # EDM's noise levels, stopped at step 6
+    old = torch.load(state, weights_only=True)
+    for k in ("p_mean", "p_std", "noise_from"):  # as written before the noise keys existed
+        del old[k]
+    torch.save(old, tmp_path / "old.state")
+    for path in (state, tmp_path / "old.state"):
+        m_res, e_res, h_res = _train(10, state_path=path, save_every=2, noise_from=6, p_mean=0.8, p_std=0.5)
+        assert h_res["resumed_from"] == 6 and h_res["loss"] == h_full["loss"]
+        for k, v in m_full.state_dict().items():
+            assert torch.equal(v, m_res.state_dict()[k]) and torch.equal(e_full.state_dict()[k], e_res.state_dict()[k])
+    phase = tmp_path / "phase8.state"
+    _train(8, state_path=phase, save_every=2, noise_from=6, p_mean=0.8, p_std=0.5)  # a phase state at step 8
+    with pytest.raises(ValueError, match="other settings"):
+        _train(10, state_path=phase, noise_from=6, p_mean=0.7, p_std=0.5)
+    with pytest.raises(ValueError, match="other settings"):
+        _train(10, state_path=phase, p_mean=0.8, p_std=0.5)
+    _train(6, state_path=tmp_path / "edm.state", save_every=2)
+    with pytest.raises(ValueError, match="noise phase must start"):  # steps 2-5 already ran with EDM's levels
+        _train(10, state_path=tmp_path / "edm.state", noise_from=2, p_mean=0.8)
+    with pytest.raises(ValueError, match="other settings"):  # a log-normal from step 0 is not what ran
+        _train(10, state_path=tmp_path / "edm.state", p_mean=0.8)
+    for bad in (dict(noise_from=10), dict(noise_from=-1), dict(p_std=0.0), dict(p_mean=float("nan"))):
+        with pytest.raises(ValueError, match="noise_from|p_mean"):
+            _train(10, **bad)

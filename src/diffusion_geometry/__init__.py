@@ -4,9 +4,10 @@ Import as ``import diffusion_geometry as dg`` and call ``dg.<module>.<function>`
 concept (``CONTRIBUTING.md`` says where a new sampler, schedule, figure, metric or chapter goes):
 
 * the ODE and its solvers -- :mod:`.schedules` (noise grids and their registry), :mod:`.denoisers`
-  (exact mixture, optimal empirical and preconditioned network denoisers), :mod:`.samplers` (samplers
-  with one signature and their registry), :mod:`.trajectory` (the ``Trajectory`` record),
-  :mod:`.budget` (sampling at a fixed NFE);
+  (exact mixture, linear (Gaussian), optimal empirical and preconditioned network denoisers),
+  :mod:`.local` (local, patch-based denoisers), :mod:`.samplers` (samplers with one signature and
+  their registry), :mod:`.trajectory` (the ``Trajectory`` record), :mod:`.budget` (sampling at a
+  fixed NFE);
 * geometry and the papers' findings -- :mod:`.geometry` (measurements on trajectories),
   :mod:`.interpolation`, :mod:`.finite_differences` (samplers as finite differences),
   :mod:`.benchmarking` (error against NFE), :mod:`.amed` and :mod:`.gits` (fitted samplers and
@@ -20,11 +21,12 @@ concept (``CONTRIBUTING.md`` says where a new sampler, schedule, figure, metric 
   :mod:`.ledger` (the reproduction ledger: each claim checked and recorded), :mod:`.profiles`, :mod:`.cli`.
 """
 from . import datasets, denoisers, geometry, notebook, plotting, profiles, samplers, schedules, widgets
-from . import budget, interpolation, likelihood, paths, trajectory
+from . import budget, interpolation, likelihood, local, paths, trajectory
 from . import checkpoints, networks
 from . import deviation, meanshift
 from . import amed, benchmarking, finite_differences, gits, image_experiments
 from .denoisers import EDMPrecond, EmpiricalDenoiser, GaussianMixture
+from .local import LocalDenoiser
 from .schedules import append_zero, edm_sigmas, logsnr_sigmas, uniform_sigmas
 from .trajectory import Trajectory, sample
 
@@ -32,10 +34,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "datasets", "denoisers", "geometry", "notebook", "plotting", "profiles", "samplers", "schedules", "widgets",
-    "budget", "interpolation", "likelihood", "paths", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
+    "budget", "interpolation", "likelihood", "local", "paths", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
     "amed", "benchmarking", "finite_differences", "gits", "image_experiments",
     "training", "generate", "classifier", "metrics", "exercises", "ledger",
-    "EDMPrecond", "EmpiricalDenoiser", "GaussianMixture",
+    "EDMPrecond", "EmpiricalDenoiser", "GaussianMixture", "LocalDenoiser",
     "append_zero", "edm_sigmas", "logsnr_sigmas", "uniform_sigmas",
     "Trajectory", "sample",
 ]

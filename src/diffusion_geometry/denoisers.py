@@ -6,7 +6,9 @@ Tweedie's formula ties a denoiser to the score of the noised marginal :math:`p_\
 
 .. math:: \nabla_x \log p_\sigma(x) = \frac{D(x;\sigma) - x}{\sigma^2}.
 
-* :class:`GaussianMixture` -- data drawn from a Gaussian mixture; every quantity in closed form.
+* :class:`GaussianMixture` -- data drawn from a Gaussian mixture; every quantity in closed form. One
+  Gaussian fitted to a data set (:meth:`GaussianMixture.fit_gaussian`) is the linear denoiser, whose
+  probability-flow ODE :meth:`GaussianMixture.flow` solves exactly.
 * :class:`EmpiricalDenoiser` -- the optimal denoiser of a finite data set (EDM, App. B.3), a softmax
   weighted mean of the training points, i.e. one Gaussian mean-shift step with bandwidth sigma
   (Chen et al. 2023, arXiv 2305.19947).
@@ -94,6 +96,9 @@ class GaussianMixture:
         :math:`U U^\top + v I`). A float gives the same isotropic variance to every component.
     weights : ``(K,)`` positive, normalised here; uniform if omitted.
 
+    :meth:`fit_gaussian` builds the Gaussian approximation :math:`N(\mu, S)` of a data set (the linear
+    denoiser), and :meth:`flow` solves its probability-flow ODE in closed form.
+
     Inputs ``x`` are ``(batch, d)`` in any floating dtype, on the device of ``means``. Every
     computation runs in float64 from explicit differences :math:`x - \mu_k` (no
     :math:`\lVert x\rVert^2 - 2x\cdot\mu + \lVert\mu\rVert^2` cancellation), so responsibilities stay
@@ -151,6 +156,7 @@ class GaussianMixture:
         self.weights = (w64 / w64.sum()).to(means.dtype)
         self._means64, self._cov64, self._logw64 = means.to(f64), c64, torch.log(w64 / w64.sum())
         self._w64 = w64 / w64.sum()  # the weights in float64, for cdf/quantile
+        self._eig = None  # the eigendecomposition of a single component's covariance, for flow
 
     @classmethod
     def low_rank(cls, means, factors, noise_variance, weights=None) -> "GaussianMixture":
@@ -161,6 +167,68 @@ class GaussianMixture:
             raise ValueError(f"factors must have shape (K, d, r) matching means {tuple(means.shape)}")
         eye = torch.eye(means.shape[1], dtype=factors.dtype, device=factors.device)
         return cls(means, factors @ factors.transpose(-1, -2) + noise_variance * eye, weights)
+
+    @classmethod
+    def fit_gaussian(cls, data, *, shrinkage: float = 0.0, dtype: torch.dtype | None = None,
+                     chunk_size: int = 4096) -> "GaussianMixture":
+        r"""The Gaussian approximation :math:`N(\mu, S)` of a data set: one full-covariance component.
+
+        Its denoiser is the best *linear* denoiser of the data (the Wiener filter),
+
+        .. math:: D(x;\sigma) = \mu + S\,(S + \sigma^2 I)^{-1}(x - \mu),
+
+        and its probability-flow ODE has the closed-form solution :meth:`flow` (Wang & Vastola 2024,
+        arXiv 2412.09726). :math:`\mu = \frac1N\sum_i y_i` and :math:`S = \frac1N\sum_i (y_i - \mu)(y_i - \mu)^\top`
+        are the mean and covariance of the empirical distribution :math:`\frac1N\sum_i\delta_{y_i}`
+        (normalised by N, not N - 1), so this Gaussian shares the first two moments of the data that
+        :class:`EmpiricalDenoiser` denoises. Both are accumulated in float64 over chunks of
+        ``chunk_size`` points, the covariance from the centred points (two passes: no
+        :math:`E[yy^\top] - \mu\mu^\top` cancellation), and symmetrised.
+
+        Parameters
+        ----------
+        data : ``(N, *shape)``, any real dtype, N >= 1; each point is flattened to ``d = prod(shape)``.
+            Like every :class:`GaussianMixture`, the result takes queries of shape ``(batch, d)``:
+            pass images as ``x.reshape(len(x), -1)`` and reshape the answer back.
+        shrinkage : a in [0, 1]: use :math:`(1 - a)\,S + a\,\tfrac{\operatorname{tr} S}{d}\,I` (shrinkage
+            towards the isotropic covariance of the same total variance; a > 0 makes S full rank when
+            N <= d). 0 (the default) keeps the sample covariance, singular when N <= d, which the
+            denoiser allows at every sigma > 0.
+        dtype : the dtype of ``means`` and ``covariances`` and so of the denoiser's answers (default: the
+            data's floating dtype, float32 for integer data). The computations use the float64 mean
+            and covariance whatever it is.
+
+        Raises ``ValueError`` for data without a batch dimension or points, NaN or inf in the data, or a
+        shrinkage outside [0, 1].
+        """
+        if not isinstance(data, torch.Tensor):
+            data = torch.as_tensor(data)
+        if data.ndim < 2 or data.shape[0] == 0 or data[0].numel() == 0:
+            raise ValueError(f"data must have shape (N, ...) with N >= 1 points of size >= 1, got {tuple(data.shape)}")
+        if isinstance(shrinkage, bool) or not (isinstance(shrinkage, (int, float)) and 0 <= shrinkage <= 1):
+            raise ValueError(f"shrinkage must be a number in [0, 1], got {shrinkage!r}")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        f64 = _exact_dtype(data.device)
+        flat = data.reshape(data.shape[0], -1)
+        if data.is_floating_point() and not torch.isfinite(flat).all():
+            raise ValueError("data contain NaN or inf")
+        N, d = flat.shape
+        chunks = [flat[lo:lo + chunk_size] for lo in range(0, N, chunk_size)]
+        mean = sum(c.to(f64).sum(0) for c in chunks) / N
+        cov = torch.zeros(d, d, dtype=f64, device=data.device)
+        for c in chunks:  # second pass: centred products
+            yc = c.to(f64) - mean
+            cov += yc.T @ yc
+        cov = (cov + cov.T) / (2 * N)
+        if shrinkage:
+            target = torch.diagonal(cov).mean() * torch.eye(d, dtype=f64, device=data.device)
+            cov = (1 - shrinkage) * cov + shrinkage * target
+        if dtype is None:
+            dtype = data.dtype if data.is_floating_point() else torch.float32
+        gm = cls(mean[None].to(dtype), cov[None])  # the covariance is kept in float64 by the constructor
+        gm._means64 = mean[None]  # and the mean too, not rounded to `dtype` first
+        return gm
 
     @property
     def dim(self) -> int:
@@ -205,7 +273,11 @@ class GaussianMixture:
         s2 = sigma_like(sigma, x).reshape(-1) ** 2
         diff = x[:, None, :] - self._means64[None]  # (B, K, d), explicit differences
         d = self.dim
-        C = self._noised_cov(s2)
+        # one sigma for the whole batch (the common case): one covariance per component, factorised
+        # once and broadcast over the batch, instead of a (batch, K, d, d) stack (at d = 784, one
+        # Cholesky factorisation per query would cost seconds)
+        shared = self.kind == "full" and bool((s2 == s2[0]).all())
+        C = self._noised_cov(s2[:1] if shared else s2)
         singular = ValueError("the covariance of p_sigma is singular (a degenerate component at "
                               "sigma = 0); use sigma > 0")
         if self.kind == "iso":
@@ -219,10 +291,13 @@ class GaussianMixture:
             sol = diff / C
             logdet = torch.log(C).sum(-1)
         else:
-            L, info = torch.linalg.cholesky_ex(C)  # (B, K, d, d)
+            L, info = torch.linalg.cholesky_ex(C)  # (B, K, d, d), or (1, K, d, d) when shared
             if (info != 0).any():
                 raise singular
-            sol = torch.cholesky_solve(diff[..., None], L)[..., 0]
+            if shared:  # the batch as the right-hand sides of K solves
+                sol = torch.cholesky_solve(diff.permute(1, 2, 0), L[0]).permute(2, 0, 1)
+            else:
+                sol = torch.cholesky_solve(diff[..., None], L)[..., 0]
             logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
         maha = (diff * sol).sum(-1)
         # without the common constant d/2 log(2 pi) (log_prob adds it): smaller logits, less round-off
@@ -261,6 +336,91 @@ class GaussianMixture:
         logc, diff, sol, s2, _ = self._log_components(x, sigma)
         gamma = torch.softmax(logc, dim=1)
         return self._out(-(gamma[..., None] * sol).sum(1), "score")
+
+    def _eigen(self):
+        """``(lam, U)`` of the one component's covariance in float64: ``lam`` ``(d,)`` >= 0 (eigenvalues
+        at round-off level set to 0, as in :meth:`sample`), ``U`` ``(d, d)`` or None for iso/diag
+        (the eigenbasis is the standard one). Computed once."""
+        if self._eig is None:
+            cov = self._cov64[0]
+            if self.kind == "full":
+                lam, U = torch.linalg.eigh(cov)
+                tol = lam.abs().max() * self.dim * torch.finfo(lam.dtype).eps
+                self._eig = (torch.where(lam > tol, lam, 0.0), U)
+            else:
+                self._eig = (cov.expand(self.dim).clone(), None)
+        return self._eig
+
+    def flow(self, x: torch.Tensor, sigma_from, sigma_to) -> torch.Tensor:
+        r"""The exact solution of the probability-flow ODE of one Gaussian, from ``sigma_from`` to ``sigma_to``.
+
+        For :math:`p_0 = N(\mu, S)` the denoiser is :math:`D(x;\sigma) = \mu + S(S + \sigma^2 I)^{-1}(x - \mu)`,
+        so the ODE :math:`dx/d\sigma = (x - D(x;\sigma))/\sigma` (Karras et al. 2022, Eqs. 1 and 3
+        with :math:`\sigma(t) = t`) is linear:
+
+        .. math:: \frac{dx}{d\sigma} = \sigma\,(S + \sigma^2 I)^{-1}(x - \mu).
+
+        With :math:`S = U\operatorname{diag}(\lambda)U^\top` and :math:`z = U^\top(x - \mu)`, each
+        coordinate obeys :math:`dz_i/d\sigma = \sigma z_i/(\lambda_i + \sigma^2)
+        = z_i\,\tfrac{d}{d\sigma}\tfrac12\ln(\lambda_i + \sigma^2)`, hence
+
+        .. math:: z_i(\sigma_\text{to}) = r_i\, z_i(\sigma_\text{from}), \qquad
+                  r_i = \sqrt{\frac{\lambda_i + \sigma_\text{to}^2}{\lambda_i + \sigma_\text{from}^2}}.
+
+        Directions of large variance keep their offset from the mean; directions of small variance
+        shrink like :math:`\sigma` (a direction with :math:`\lambda_i = 0` reaches the mean exactly at
+        :math:`\sigma_\text{to} = 0`). Wang & Vastola (2024, arXiv 2412.09726, "analytical teleportation")
+        use this map to replace the early, nearly Gaussian part of sampling by one jump.
+
+        Precision: the update is formed as :math:`x + U\operatorname{diag}(r - 1)\,U^\top(x - \mu)` from
+        :math:`x` in float64, with
+
+        .. math:: r_i - 1 = \frac{\sigma_\text{to} - \sigma_\text{from}}{h_i(\sigma_\text{from})}\cdot
+                  \frac{\sigma_\text{to} + \sigma_\text{from}}{h_i(\sigma_\text{to}) + h_i(\sigma_\text{from})},
+                  \qquad h_i(\sigma) = \operatorname{hypot}(\sqrt{\lambda_i}, \sigma),
+
+        an expm1-style form with no cancellation: :math:`r_i - 1` has a relative error of a few float64
+        ulps for every :math:`\lambda_i \ge 0` and sigma (short steps, where :math:`r \approx 1`, included;
+        :math:`\sigma^2` is never formed, so it can neither underflow nor overflow), ``sigma_to ==
+        sigma_from`` returns ``x`` exactly, and :math:`\lambda_i = 0` at :math:`\sigma_\text{to} = 0` gives
+        :math:`r_i - 1 = -1` exactly, never NaN. Eigenvalues at round-off level
+        (:math:`\le d\,\varepsilon\,\lambda_\max`) count as 0.
+
+        Parameters
+        ----------
+        x : ``(batch, d)``, float16, bfloat16, float32 or float64 (converted exactly to float64).
+        sigma_from : the noise level of ``x``, > 0: a number, a 0-d tensor or a ``(batch,)`` tensor.
+        sigma_to : the noise level to reach, >= 0 (0: the end of sampling), same forms; it may exceed
+            ``sigma_from`` (the ODE run forward, towards noise).
+
+        Returns ``(batch, d)`` in ``x``'s dtype, on the device of the means. Raises ``ValueError`` for a
+        mixture with more than one component (no closed form), a wrongly shaped or non-finite ``x``, a
+        ``sigma_from <= 0``, a negative or non-finite sigma, sigmas of the wrong shape, or a result that
+        overflows ``x``'s dtype.
+        """
+        K = self.means.shape[0]
+        if K != 1:
+            raise ValueError(f"flow has a closed form for a single Gaussian only; this mixture has K = {K} "
+                             "components (integrate the ODE with dg.samplers instead)")
+        if isinstance(x, torch.Tensor) and not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+        x64 = self._check_x(x)
+        f64 = x64.dtype
+        s_from = sigma_like(sigma_from, x64, dtype=f64)  # (batch, 1), checked in float64
+        s_to = sigma_like(sigma_to, x64, dtype=f64)
+        if (s_from == 0).any():
+            raise ValueError("sigma_from must be positive (at sigma = 0 the flow is not defined: p_0 may be singular)")
+        lam, U = self._eigen()
+        root = lam.sqrt()
+        h_from, h_to = torch.hypot(root, s_from), torch.hypot(root, s_to)  # sqrt(lam + sigma^2), (batch, d)
+        m = (s_to - s_from) / h_from * ((s_to + s_from) / (h_to + h_from))  # r - 1
+        z = x64 - self._means64
+        out = x64 + (m * z if U is None else (m * (z @ U)) @ U.T)
+        res = out.to(x.dtype)
+        if not torch.isfinite(res).all():
+            raise ValueError(f"the flow's result overflows {x.dtype} (largest {torch.finfo(x.dtype).max:g}); "
+                             "pass x in float32 or float64")
+        return res
 
     def sample(self, n: int, sigma=0.0, *, generator: torch.Generator | None = None) -> torch.Tensor:
         r"""``n`` exact draws from :math:`p_\sigma` (``sigma = 0``: the data), shape ``(n, d)``, in the

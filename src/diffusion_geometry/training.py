@@ -129,11 +129,10 @@ PATH_T_MIN = 1e-5
 def path_loss(model: PathNet, y: torch.Tensor, *, generator: torch.Generator | None = None,
               shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     r"""The plain regression loss of a model of a Gaussian path (a 0-d tensor): draw
-    :math:`t \sim U(t_\min, 1)`, :math:`x_t = lpha_t y + s_tarepsilon`, and average
-    :math:`\lVert 	ext{model}(x_t, t) - 	ext{target}
-Vert^2` over the coordinates, with target
-    :math:`arepsilon` (DDPM's simple loss, Ho et al. 2020, Eq. 14), :math:`y`, or the velocity
-    :math:`\dotlpha_t y + \dot s_tarepsilon` (:math:`arepsilon - y` for flow matching: Lipman et
+    :math:`t \sim U(t_\min, 1)`, :math:`x_t = \alpha_t y + s_t\varepsilon`, and average
+    :math:`\lVert \text{model}(x_t, t) - \text{target}\rVert^2` over the coordinates,
+    with target :math:`\varepsilon` (DDPM's simple loss, Ho et al. 2020, Eq. 14), :math:`y`, or the velocity
+    :math:`\dot\alpha_t y + \dot s_t\varepsilon` (:math:`\varepsilon - y` for flow matching: Lipman et
     al. 2023, Eq. 23; Liu et al. 2023, Eq. 1), as ``model.prediction`` says. :math:`t_\min = 10^{-5}`
     (:data:`PATH_T_MIN`). The velocity target is formed by
     :func:`~diffusion_geometry.paths.convert_prediction` from the true noise, so the loss and the
@@ -193,7 +192,10 @@ def lr_at(step: int, lr: float, warmup: int, decay_from: int | None = None, step
     return rate
 
 
-_RUN_KEYS = ("seed", "batch_size", "lr", "warmup", "ema_decay", "n_data", "p_uniform", "bf16", "lr_decay_from")
+_RUN_KEYS = ("seed", "batch_size", "lr", "warmup", "ema_decay", "n_data", "p_uniform", "bf16", "lr_decay_from",
+             "p_mean", "p_std", "noise_from")
+_NOISE_KEYS = ("p_mean", "p_std", "noise_from")
+_EDM_NOISE = {"p_mean": P_MEAN, "p_std": P_STD, "noise_from": -1.0}  # what a state without noise keys ran with
 
 
 def _batch_indices(n: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -212,7 +214,8 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
           lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0, warmup: int = 200,
           p_uniform: float = 0.1, grad_clip: float | None = 1.0, progress: bool = True, state_path=None,
           save_every: int = 500, resume: bool = True, device=None, log_every: int = 1,
-          bf16: bool = False, lr_decay_from: int | None = None):
+          bf16: bool = False, lr_decay_from: int | None = None, p_mean: float = P_MEAN, p_std: float = P_STD,
+          noise_from: int | None = None):
     r"""Train ``model`` (in place) on ``data`` with the EDM loss; return ``(ema_model, history)``.
 
     Parameters
@@ -234,6 +237,15 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         never learns that range (measured on digits after 1,000 steps with ``p_uniform=0``: its
         denoiser at :math:`\sigma = 80` misses the optimal one by 29%). Any noise-level
         distribution has the same minimiser, the posterior mean, at every sigma it covers.
+    p_mean, p_std : the log-normal of the other noise levels, :math:`\ln\sigma \sim N(p_\text{mean},
+        p_\text{std}^2)` (default EDM's -1.2, 1.2). A small network spends its capacity where the
+        training puts its noise levels: the Fashion-MNIST U-Net continued from step 15,000 with
+        ``p_mean=-0.4`` (more weight at sigma from 1 to 10, where a sample's shape is decided) scored
+        FD 17.4 at step 20,000 against 19.2 for the same steps at -1.2 (1,024 samples, Heun 35 NFE).
+    noise_from : ``None``: ``(p_mean, p_std)`` from the first step. An integer: EDM's (-1.2, 1.2) before
+        this step and ``(p_mean, p_std)`` from it on (a second phase). A state written with EDM's noise
+        levels throughout may be resumed with a second phase that starts at its step or later; a state
+        with a phase resumes only with the same one.
     grad_clip : clip the gradient norm to this value (``None``: no clipping).
     progress : show a tqdm progress bar with the running loss.
     state_path : a file for the full training state (model, EMA, optimiser, RNG, history), written
@@ -280,6 +292,11 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
     if not 0.0 <= p_uniform <= 1.0:
         raise ValueError(f"p_uniform must lie in [0, 1], got {p_uniform}")
+    if not (math.isfinite(p_mean) and math.isfinite(p_std) and p_std > 0):
+        raise ValueError(f"p_mean must be finite and p_std positive, got {p_mean}, {p_std}")
+    if noise_from is not None and not (isinstance(noise_from, int) and not isinstance(noise_from, bool)
+                                       and 0 <= noise_from < steps):
+        raise ValueError(f"noise_from must be an integer in [0, steps) = [0, {steps}), got {noise_from!r}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
 
@@ -301,7 +318,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
     run_settings = {"seed": seed, "batch_size": batch_size, "lr": float(lr), "warmup": warmup,
                     "ema_decay": float(ema_decay), "n_data": int(data.shape[0]),
                     "p_uniform": float(p_uniform), "bf16": float(bool(bf16)),
-                    "lr_decay_from": float(-1 if lr_decay_from is None else lr_decay_from)}
+                    "lr_decay_from": float(-1 if lr_decay_from is None else lr_decay_from),
+                    "p_mean": float(p_mean), "p_std": float(p_std),
+                    "noise_from": float(-1 if noise_from is None else noise_from)}
     if state_path is not None and resume and Path(state_path).is_file():
         try:
             state = torch.load(state_path, map_location=device, weights_only=True)
@@ -315,9 +334,15 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         gen.set_state(state["rng"].cpu())
         start = int(state["step"])
         saved = {k: state[k].item() for k in _RUN_KEYS if k in state}
+        if "p_uniform" in saved and not any(k in state for k in _NOISE_KEYS):
+            saved.update(_EDM_NOISE)  # written before the noise keys existed: EDM's log-normal throughout
         wanted = {k: v for k, v in run_settings.items() if k in saved}
         if saved.get("lr_decay_from") == -1:  # a constant-rate state may go on with a decay phase
             saved.pop("lr_decay_from")
+        edm_so_far = all(saved.get(k) == v for k, v in _EDM_NOISE.items())
+        if edm_so_far and noise_from is not None:  # EDM's noise levels so far: a second phase may follow
+            for k in _NOISE_KEYS:
+                saved.pop(k, None)
         if any(saved[k] != wanted[k] for k in saved):
             raise ValueError(f"{state_path} was written by a run with other settings {saved}; "
                              f"this run has {wanted} (delete the file or pass resume=False)")
@@ -326,6 +351,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         if lr_decay_from is not None and "lr_decay_from" not in saved and lr_decay_from < start:
             raise ValueError(f"{state_path} ran at a constant rate up to step {start}: a decay phase must start at "
                              f"step {start} or later, got lr_decay_from={lr_decay_from}")
+        if noise_from is not None and "noise_from" not in saved and noise_from < start:
+            raise ValueError(f"{state_path} ran with EDM's noise levels up to step {start}: a second noise phase "
+                             f"must start at step {start} or later, got noise_from={noise_from}")
         history = {"step": state["hist_step"].tolist(), "loss": state["hist_loss"].tolist()}
 
     def save_state(step: int) -> None:
@@ -365,7 +393,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
             if isinstance(model, PathNet):
                 loss = path_loss(net, data[idx], generator=gen, shard=(rank, world))
             else:
-                loss = edm_loss(net, data[idx], generator=gen, p_uniform=p_uniform, shard=(rank, world))
+                phase = noise_from is None or step >= noise_from
+                loss = edm_loss(net, data[idx], generator=gen, p_uniform=p_uniform, shard=(rank, world),
+                                p_mean=p_mean if phase else P_MEAN, p_std=p_std if phase else P_STD)
         if world > 1:  # the global batch's loss: the mean of the processes' slices
             reported = loss.detach().clone()
             dist.all_reduce(reported)
@@ -446,6 +476,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=cli.fraction, default=0.999, help="EMA decay in [0, 1)")
     p.add_argument("--p-uniform", type=cli.fraction, default=0.1,
                    help="fraction of noise levels drawn log-uniformly on [0.002, 80]")
+    p.add_argument("--p-mean", type=float, default=P_MEAN,
+                   help=f"mean of the log-normal of noise levels, ln sigma ~ N(p_mean, p_std^2) (EDM: {P_MEAN})")
+    p.add_argument("--p-std", type=cli.positive_float, default=P_STD,
+                   help=f"standard deviation of that log-normal (EDM: {P_STD})")
+    p.add_argument("--noise-from", type=cli.non_negative_int, default=None,
+                   help="use EDM's log-normal before this step and --p-mean/--p-std from it on (default: from the start)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seeds the initial weights and the training run")
     p.add_argument("--n-data", type=cli.positive_int, default=None, help="use only the first N training points")
@@ -521,7 +557,8 @@ def _run_one(args, argv) -> str:
               + (f" in each of {world} processes" if world > 1 else ""), flush=True)
     ema, hist = train(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, warmup=args.warmup, p_uniform=args.p_uniform,
-                      lr_decay_from=args.lr_decay_from,
+                      lr_decay_from=args.lr_decay_from, p_mean=args.p_mean, p_std=args.p_std,
+                      noise_from=args.noise_from,
                       progress=not args.no_progress, state_path=state, save_every=args.save_every,
                       device=args.device, bf16=args.bf16)
     if rank != 0:  # every process holds the same weights; rank 0 writes them
@@ -532,6 +569,7 @@ def _run_one(args, argv) -> str:
     tail = hist["loss"][-min(200, len(hist["loss"])):]
     meta = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "warmup": args.warmup, "lr_decay_from": args.lr_decay_from, "ema_decay": args.ema_decay, "p_uniform": args.p_uniform, "bf16": args.bf16, "seed": args.seed,
+            "p_mean": args.p_mean, "p_std": args.p_std, "noise_from": args.noise_from,
             "n_data": int(data.shape[0]), "threads": torch.get_num_threads(), "processes": world,
             "device": args.device,
             "seconds": round(hist["seconds"], 1), "resumed_from": hist["resumed_from"],
