@@ -246,42 +246,38 @@ def test_flow_bad_input():
 # ================================================================================================
 
 
-def _naive_local(data, x, sigma, P, equivariant):
-    """Explicit loops over pixels and windows, np.pad zero padding, a float64 log-sum-exp softmax."""
-    data, x = np.asarray(data, np.float64), np.asarray(x, np.float64)
+def _naive_windows(data, x, P, equivariant):
+    """Per query pixel (b, h, w): its zero-padded P x P window and the candidate training windows, by
+    explicit loops and np.pad; yields ``(b, h, w, window, candidates)``."""
     N, C, H, W = data.shape
     r = P // 2
     dp = np.pad(data, ((0, 0), (0, 0), (r, r), (r, r)))
     xp = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)))
-    out = np.zeros_like(x)
     for b in range(len(x)):
         for h in range(H):
             for w in range(W):
-                q = xp[b, :, h:h + P, w:w + P]
                 spots = [(hh, ww) for hh in range(H) for ww in range(W)] if equivariant else [(h, w)]
-                cands = [dp[j, :, hh:hh + P, ww:ww + P] for j in range(N) for hh, ww in spots]
-                logit = np.array([-((q - c) ** 2).sum() / (2 * sigma**2) for c in cands])
-                wts = np.exp(logit - logsumexp(logit))
-                out[b, :, h, w] = sum(wt * c[:, r, r] for wt, c in zip(wts, cands))
+                yield b, h, w, xp[b, :, h:h + P, w:w + P], [dp[j, :, hh:hh + P, ww:ww + P] for j in range(N) for hh, ww in spots]
+
+
+def _naive_local(data, x, sigma, P, equivariant):
+    """Explicit loops over pixels and windows, np.pad zero padding, a float64 log-sum-exp softmax."""
+    data, x = np.asarray(data, np.float64), np.asarray(x, np.float64)
+    out, r = np.zeros_like(x), P // 2
+    for b, h, w, q, cands in _naive_windows(data, x, P, equivariant):
+        logit = np.array([-((q - c) ** 2).sum() / (2 * sigma**2) for c in cands])
+        wts = np.exp(logit - logsumexp(logit))
+        out[b, :, h, w] = sum(wt * c[:, r, r] for wt, c in zip(wts, cands))
     return out
 
 
 def _naive_nearest(data, x, P, equivariant):
     """The sigma -> 0 limit: the centre of the nearest window, averaged over exact ties."""
     data, x = np.asarray(data, np.float64), np.asarray(x, np.float64)
-    N, C, H, W = data.shape
-    r = P // 2
-    dp = np.pad(data, ((0, 0), (0, 0), (r, r), (r, r)))
-    xp = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)))
-    out = np.zeros_like(x)
-    for b in range(len(x)):
-        for h in range(H):
-            for w in range(W):
-                q = xp[b, :, h:h + P, w:w + P]
-                spots = [(hh, ww) for hh in range(H) for ww in range(W)] if equivariant else [(h, w)]
-                cands = [dp[j, :, hh:hh + P, ww:ww + P] for j in range(N) for hh, ww in spots]
-                d2 = np.array([((q - c) ** 2).sum() for c in cands])
-                out[b, :, h, w] = np.mean([cands[i][:, r, r] for i in np.flatnonzero(d2 == d2.min())], axis=0)
+    out, r = np.zeros_like(x), P // 2
+    for b, h, w, q, cands in _naive_windows(data, x, P, equivariant):
+        d2 = np.array([((q - c) ** 2).sum() for c in cands])
+        out[b, :, h, w] = np.mean([cands[i][:, r, r] for i in np.flatnonzero(d2 == d2.min())], axis=0)
     return out
 
 
