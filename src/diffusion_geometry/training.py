@@ -194,7 +194,6 @@ def lr_at(step: int, lr: float, warmup: int, decay_from: int | None = None, step
 
 _RUN_KEYS = ("seed", "batch_size", "lr", "warmup", "ema_decay", "n_data", "p_uniform", "bf16", "lr_decay_from",
              "p_mean", "p_std", "noise_from")
-_NOISE_KEYS = ("p_mean", "p_std", "noise_from")
 _EDM_NOISE = {"p_mean": P_MEAN, "p_std": P_STD, "noise_from": -1.0}  # what a state without noise keys ran with
 
 
@@ -334,14 +333,14 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         gen.set_state(state["rng"].cpu())
         start = int(state["step"])
         saved = {k: state[k].item() for k in _RUN_KEYS if k in state}
-        if "p_uniform" in saved and not any(k in state for k in _NOISE_KEYS):
+        if "p_uniform" in saved and not any(k in state for k in _EDM_NOISE):
             saved.update(_EDM_NOISE)  # written before the noise keys existed: EDM's log-normal throughout
         wanted = {k: v for k, v in run_settings.items() if k in saved}
         if saved.get("lr_decay_from") == -1:  # a constant-rate state may go on with a decay phase
             saved.pop("lr_decay_from")
         edm_so_far = all(saved.get(k) == v for k, v in _EDM_NOISE.items())
         if edm_so_far and noise_from is not None:  # EDM's noise levels so far: a second phase may follow
-            for k in _NOISE_KEYS:
+            for k in _EDM_NOISE:
                 saved.pop(k, None)
         if any(saved[k] != wanted[k] for k in saved):
             raise ValueError(f"{state_path} was written by a run with other settings {saved}; "
