@@ -218,3 +218,59 @@ def test_fd_to_test_is_the_fd_to_the_whole_test_set(fashion_train):
     expect = metrics.frechet_distance(classifier.features(a), classifier.reference_features("test"))
     assert metrics.fd_to_test(a) == expect
     assert metrics.fd_to_test(a) == expect  # the cached statistics give the same value
+
+
+def test_paired_fd_difference_is_the_difference_and_its_bootstrap_std_the_scatter_of_new_draws():
+    """The point value is FD(a) - FD(b) exactly; identical sets give 0 and 0; and the bootstrap standard
+    deviation matches the actual scatter of the paired difference over fresh draws (synthetic Gaussian
+    features, k = 6: the truth is measured by redrawing, not assumed)."""
+    rng = np.random.default_rng(0)
+    k, n = 6, 128
+    mu_ref, cov_ref = np.full(k, 0.5), 1.5 * np.eye(k)  # both sets far from the reference, close to each other
+
+    def draw(r):
+        z = r.standard_normal((n, k))
+        return z, 0.95 * z + 0.05 + 0.2 * r.standard_normal((n, k))  # b: a slightly moved, noisier copy of a
+
+    a, b = draw(rng)
+    res = metrics.paired_fd_difference_from_features(a, b, mu_ref, cov_ref, n_boot=50, seed=1)
+    direct = (metrics.frechet_distance_from_stats(*metrics.gaussian_stats(a), mu_ref, cov_ref)
+              - metrics.frechet_distance_from_stats(*metrics.gaussian_stats(b), mu_ref, cov_ref))
+    assert res.difference == pytest.approx(direct, rel=1e-10, abs=1e-12)
+    assert metrics.paired_fd_difference_from_features(a, a, mu_ref, cov_ref, n_boot=5) == (0.0, 0.0)
+    assert res == metrics.paired_fd_difference_from_features(a, b, mu_ref, cov_ref, n_boot=50, seed=1)
+    fresh = [metrics.paired_fd_difference_from_features(*draw(np.random.default_rng(s)), mu_ref, cov_ref, n_boot=2)
+             .difference for s in range(1, 301)]
+    boot = [metrics.paired_fd_difference_from_features(*draw(np.random.default_rng(s)), mu_ref, cov_ref, n_boot=100,
+                                                       seed=s).std for s in range(1, 9)]
+    truth, estimate = np.std(fresh, ddof=1), np.mean(boot)
+    print(f"scatter of the difference over 300 fresh draws {truth:.4f}, mean bootstrap std {estimate:.4f}")
+    assert abs(estimate / truth - 1) < 0.25
+    # more feature dimensions than samples (the book's N = 128 in k = 256): the bootstrap errs high, never low
+    scale = np.linspace(0.1, 2.0, 256)
+    mu_hi, cov_hi = np.full(256, 0.2), np.diag(1.3 * scale**2)
+
+    def draw_hi(r):
+        z = r.standard_normal((n, 256)) * scale
+        return z, 0.95 * z + 0.05 + 0.2 * scale * r.standard_normal((n, 256))
+
+    truth_hi = np.std([metrics.paired_fd_difference_from_features(*draw_hi(np.random.default_rng(s)), mu_hi, cov_hi,
+                                                                  n_boot=2).difference for s in range(1, 201)], ddof=1)
+    estimate_hi = np.mean([metrics.paired_fd_difference_from_features(*draw_hi(np.random.default_rng(s)), mu_hi, cov_hi,
+                                                                      n_boot=100, seed=s).std for s in range(1, 9)])
+    print(f"k = 256 > N: scatter {truth_hi:.4f}, bootstrap {estimate_hi:.4f}")
+    assert 1.0 < estimate_hi / truth_hi < 1.5
+    unpaired = np.std([metrics.paired_fd_difference_from_features(draw(np.random.default_rng(s))[0],
+                                                                  draw(np.random.default_rng(s + 1000))[1], mu_ref,
+                                                                  cov_ref, n_boot=2).difference
+                       for s in range(1, 301)], ddof=1)
+    print(f"... of the difference between independent draws {unpaired:.4f}")
+    assert truth < 0.8 * unpaired  # pairing is what makes the difference resolvable
+    wide = np.random.default_rng(3).standard_normal((300, k))  # n > k: the k x k eigenproblem
+    assert metrics.paired_fd_difference_from_features(wide, 0.5 * wide, mu_ref, cov_ref, n_boot=2).difference == (
+        pytest.approx(metrics.frechet_distance_from_stats(*metrics.gaussian_stats(wide), mu_ref, cov_ref)
+                      - metrics.frechet_distance_from_stats(*metrics.gaussian_stats(0.5 * wide), mu_ref, cov_ref),
+                      rel=1e-10))
+    for bad, match in (((a, b[:-1]), "same shape"), ((a[:1], b[:1]), "at least 2"), ((a, b), "n_boot")):
+        with pytest.raises(ValueError, match=match):
+            metrics.paired_fd_difference_from_features(*bad, mu_ref, cov_ref, n_boot=1 if match == "n_boot" else 10)

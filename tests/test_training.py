@@ -335,3 +335,38 @@ def test_noise_phase_and_its_resume(tmp_path):
     for bad in (dict(noise_from=10), dict(noise_from=-1), dict(p_std=0.0), dict(p_mean=float("nan"))):
         with pytest.raises(ValueError, match="noise_from|p_mean"):
             _train(10, **bad)
+
+
+def test_stop_at_keeps_the_schedule_and_the_state(tmp_path):
+    """stop_at: the run stops after that step with the schedules of a run of `steps` (so its weights are those
+    of the full run at that step, not of a shorter run), keeps its state, and goes on bit for bit."""
+    m_full, e_full, h_full = _train(10, lr_decay_from=4)
+    state = tmp_path / "stop.state"
+    m_stop, e_stop, h_stop = _train(10, lr_decay_from=4, stop_at=7, state_path=state, save_every=100)
+    assert h_stop["loss"] == h_full["loss"][:7] and state.is_file()
+    assert torch.load(state, weights_only=True)["step"] == 7
+    _, _, h_short = _train(7, lr_decay_from=4)  # a run of 7 steps decays faster: other losses after step 4
+    assert h_short["loss"][:5] == h_full["loss"][:5] and h_short["loss"][5:] != h_full["loss"][5:7]
+    m_res, e_res, h_res = _train(10, lr_decay_from=4, state_path=state, save_every=100)
+    assert h_res["resumed_from"] == 7 and h_res["loss"] == h_full["loss"]
+    for k, v in m_full.state_dict().items():
+        assert torch.equal(v, m_res.state_dict()[k]) and torch.equal(e_full.state_dict()[k], e_res.state_dict()[k])
+    for bad in (0, 11, True, 2.5):
+        with pytest.raises(ValueError, match="stop_at"):
+            _train(10, stop_at=bad)
+    with pytest.raises(ValueError, match="beyond stop_at=5"):  # the state is at step 10 after the resumed run
+        _train(10, lr_decay_from=4, stop_at=5, state_path=state)
+
+
+def test_command_line_stop_at_writes_the_weights_and_keeps_the_state(tmp_path):
+    out, state = tmp_path / "toy.pt", tmp_path / "toy.state"
+    common = ["--model", "toy2d_mlp", "--steps", "6", "--lr-decay-from", "2", "--n-data", "128", "--threads", "1",
+              "--no-progress", "--batch-size", "32", "--state", str(state), "--save-every", "100"]
+    tr.run([*common, "--stop-at", "4", "--out", str(out)])
+    assert state.is_file() and nets.load_model(out).meta["stop_at"] == 4
+    tr.run([*common, "--out", str(tmp_path / "end.pt")])  # goes on to step 6: the run has ended
+    assert not state.exists()
+    tr.run([*common, "--out", str(tmp_path / "one.pt")])
+    assert (tmp_path / "one.pt").read_bytes() != b"" and not state.exists()
+    a, b = nets.load_model(tmp_path / "end.pt"), nets.load_model(tmp_path / "one.pt")
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

@@ -214,7 +214,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
           p_uniform: float = 0.1, grad_clip: float | None = 1.0, progress: bool = True, state_path=None,
           save_every: int = 500, resume: bool = True, device=None, log_every: int = 1,
           bf16: bool = False, lr_decay_from: int | None = None, p_mean: float = P_MEAN, p_std: float = P_STD,
-          noise_from: int | None = None):
+          noise_from: int | None = None, stop_at: int | None = None):
     r"""Train ``model`` (in place) on ``data`` with the EDM loss; return ``(ema_model, history)``.
 
     Parameters
@@ -245,6 +245,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         this step and ``(p_mean, p_std)`` from it on (a second phase). A state written with EDM's noise
         levels throughout may be resumed with a second phase that starts at its step or later; a state
         with a phase resumes only with the same one.
+    stop_at : stop after this many steps, before ``steps`` (``None``: run to ``steps``); the schedules
+        (learning-rate decay, noise phases) are still those of a run of ``steps``, and the state file is
+        kept, so the weights at step ``stop_at`` of a run are reproducible and the run can go on.
     grad_clip : clip the gradient norm to this value (``None``: no clipping).
     progress : show a tqdm progress bar with the running loss.
     state_path : a file for the full training state (model, EMA, optimiser, RNG, history), written
@@ -298,6 +301,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         raise ValueError(f"noise_from must be an integer in [0, steps) = [0, {steps}), got {noise_from!r}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
+    if stop_at is not None and not (isinstance(stop_at, int) and not isinstance(stop_at, bool) and 1 <= stop_at <= steps):
+        raise ValueError(f"stop_at must be an integer in [1, steps] = [1, {steps}], got {stop_at!r}")
+    end = steps if stop_at is None else stop_at
 
     import torch.distributed as dist
 
@@ -345,8 +351,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         if any(saved[k] != wanted[k] for k in saved):
             raise ValueError(f"{state_path} was written by a run with other settings {saved}; "
                              f"this run has {wanted} (delete the file or pass resume=False)")
-        if start > steps:
-            raise ValueError(f"{state_path} is at step {start}, beyond steps={steps}")
+        if start > end:
+            raise ValueError(f"{state_path} is at step {start}, beyond " + (f"steps={steps}" if stop_at is None
+                                                                              else f"stop_at={stop_at}"))
         if lr_decay_from is not None and "lr_decay_from" not in saved and lr_decay_from < start:
             raise ValueError(f"{state_path} ran at a constant rate up to step {start}: a decay phase must start at "
                              f"step {start} or later, got lr_decay_from={lr_decay_from}")
@@ -381,7 +388,7 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
         net = DistributedDataParallel(model, device_ids=ids)
     else:
         net = model
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or rank != 0,
+    bar = tqdm(range(start, end), initial=start, total=end, disable=not progress or rank != 0,
                desc="training", unit="step", mininterval=1.0)
     running = None
     for step in bar:
@@ -419,9 +426,9 @@ def train(model: EDMPrecond, data: torch.Tensor, *, steps: int, batch_size: int 
             save_state(step + 1)
     bar.close()
     seconds = time.perf_counter() - t0
-    save_state(steps)
+    save_state(end)
     history["seconds"] = seconds
-    history["images_per_second"] = (steps - start) * batch_size / seconds if seconds > 0 else math.nan
+    history["images_per_second"] = (end - start) * batch_size / seconds if seconds > 0 else math.nan
     history["resumed_from"] = start
     model.eval()
     return ema.eval().requires_grad_(False), history
@@ -481,6 +488,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"standard deviation of that log-normal (EDM: {P_STD})")
     p.add_argument("--noise-from", type=cli.non_negative_int, default=None,
                    help="use EDM's log-normal before this step and --p-mean/--p-std from it on (default: from the start)")
+    p.add_argument("--stop-at", type=cli.positive_int, default=None,
+                   help="stop after this step, before --steps, keeping the state file (the schedules still run to --steps)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="seeds the initial weights and the training run")
     p.add_argument("--n-data", type=cli.positive_int, default=None, help="use only the first N training points")
@@ -557,7 +566,7 @@ def _run_one(args, argv) -> str:
     ema, hist = train(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, warmup=args.warmup, p_uniform=args.p_uniform,
                       lr_decay_from=args.lr_decay_from, p_mean=args.p_mean, p_std=args.p_std,
-                      noise_from=args.noise_from,
+                      noise_from=args.noise_from, stop_at=args.stop_at,
                       progress=not args.no_progress, state_path=state, save_every=args.save_every,
                       device=args.device, bf16=args.bf16)
     if rank != 0:  # every process holds the same weights; rank 0 writes them
@@ -568,7 +577,7 @@ def _run_one(args, argv) -> str:
     tail = hist["loss"][-min(200, len(hist["loss"])):]
     meta = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "warmup": args.warmup, "lr_decay_from": args.lr_decay_from, "ema_decay": args.ema_decay, "p_uniform": args.p_uniform, "bf16": args.bf16, "seed": args.seed,
-            "p_mean": args.p_mean, "p_std": args.p_std, "noise_from": args.noise_from,
+            "p_mean": args.p_mean, "p_std": args.p_std, "noise_from": args.noise_from, "stop_at": args.stop_at,
             "n_data": int(data.shape[0]), "threads": torch.get_num_threads(), "processes": world,
             "device": args.device,
             "seconds": round(hist["seconds"], 1), "resumed_from": hist["resumed_from"],
@@ -576,8 +585,8 @@ def _run_one(args, argv) -> str:
             "final_loss_mean_last_200": float(sum(tail) / len(tail)),
             "parameters": count_parameters(model), "torch": torch.__version__}
     digest = save_checkpoint(out, ema, config=config, meta=meta)
-    if Path(state).is_file():
-        os.remove(state)
+    if args.stop_at is None or args.stop_at == args.steps:  # the run has ended: its state is no longer needed
+        Path(state).unlink(missing_ok=True)
     print(f"wrote {out} (EMA weights), {hist['seconds']:.0f} s of training, "
           f"mean loss of the last {len(tail)} steps {meta['final_loss_mean_last_200']:.4f}")
     print(f"sha256 {digest}")
