@@ -50,17 +50,21 @@ def _text(value) -> str:
 def results(nb_path: Path) -> dict[str, str]:
     """``{key: value}`` of the comparable outputs of one executed notebook.
 
-    Keys name the cell, the output and the kind (``cell 12 output 0 stream:stdout``, ``glue pca_share``),
-    so a difference reads as a location.
+    Keys name the cell, the output and the kind (``cell 12 stream:stdout``, ``cell 12 output 0 text/plain``,
+    ``glue pca_share``), so a difference reads as a location. Outputs other than streams are numbered among
+    themselves: a stream split into more messages in one build (under load) must not shift the number of the
+    display or result after it (seen in chapter 9: a claim's returned row moved from output 4 to 5).
     """
     nb = json.loads(nb_path.read_text())
     found: dict[str, str] = {}
     for ci, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
-        for oi, out in enumerate(cell.get("outputs", [])):
-            where = f"cell {ci} output {oi}"
+        rich = 0  # outputs other than streams, counted apart: their place must not move with the stream's messages
+        for out in cell.get("outputs", []):
             kind = out["output_type"]
+            where = f"cell {ci} output {rich}"
+            rich += kind != "stream"
             if kind == "stream":  # one text per cell and stream, whatever the kernel's flushes
                 key = f"cell {ci} stream:{out['name']}"
                 found[key] = found.get(key, "") + _no_durations(_text(out["text"]))
