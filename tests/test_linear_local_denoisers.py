@@ -414,10 +414,9 @@ def test_local_denoiser_bad_input():
             LocalDenoiser(DATA, bad)
     with pytest.raises(ValueError, match="odd integer >= 1.*returned by patch_size for sigma = 0.5"):
         LocalDenoiser(DATA, lambda s: 4)(QUERY, 0.5)
-    with pytest.raises(ValueError, match=r"shape \(N, C, H, W\)"):
-        LocalDenoiser(DATA[:, 0], 3)
-    with pytest.raises(ValueError, match=r"shape \(N, C, H, W\)"):
-        LocalDenoiser(DATA[:0], 3)
+    for bad_data in (DATA[:, 0], DATA[:0]):
+        with pytest.raises(ValueError, match=r"shape \(N, C, H, W\)"):
+            LocalDenoiser(bad_data, 3)
     nan_data = DATA.clone()
     nan_data[0, 0, 0, 0] = math.nan
     with pytest.raises(ValueError, match="data contain NaN or inf"):
@@ -425,12 +424,9 @@ def test_local_denoiser_bad_input():
     with pytest.raises(ValueError, match="chunk_size"):
         LocalDenoiser(DATA, 3, chunk_size=0)
     D = LocalDenoiser(DATA, 3)
-    with pytest.raises(ValueError, match=r"shape \(batch, 1, 5, 5\)"):
-        D(QUERY[..., :4], 0.5)
-    with pytest.raises(ValueError, match=r"shape \(batch, 1, 5, 5\)"):
-        D(QUERY[0], 0.5)
-    with pytest.raises(ValueError, match=r"shape \(batch, 1, 5, 5\)"):
-        D(QUERY[:0], 0.5)
+    for bad_query in (QUERY[..., :4], QUERY[0], QUERY[:0]):
+        with pytest.raises(ValueError, match=r"shape \(batch, 1, 5, 5\)"):
+            D(bad_query, 0.5)
     x = QUERY.clone()
     x[1, 0, 2, 2] = math.inf
     with pytest.raises(ValueError, match="x contains NaN or inf"):
