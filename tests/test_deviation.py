@@ -1,6 +1,7 @@
-"""Tests of diffusion_geometry.deviation: the four score-deviation curves and the memorisation count."""
+"""Tests of diffusion_geometry.deviation: the four score-deviation curves, the memorisation count and r^2."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +116,50 @@ def test_errors():
     with pytest.raises(ValueError, match="shape"):
         memorized_fraction(kde, torch.zeros(3, 5, dtype=torch.float64))
     assert math.isfinite(memorized_fraction(kde, x))
+
+
+def test_r_squared_is_sklearns_per_sample():
+    from sklearn.metrics import r2_score
+
+    from diffusion_geometry.deviation import r_squared
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(5, 1, 4, 3, generator=g, dtype=torch.float64)
+    for pred in (target + 0.3 * torch.randn(target.shape, generator=g, dtype=torch.float64),
+                 torch.zeros_like(target), target.clone(), -target):
+        ours = r_squared(pred, target)
+        ref = [r2_score(t.flatten().numpy(), p.flatten().numpy()) for p, t in zip(pred, target)]
+        assert ours.dtype == torch.float64 and ours.shape == (5,)
+        np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(r_squared(target, target), torch.ones(5, dtype=torch.float64))
+    # the target's own mean pixel scores 0
+    mean = target.mean(dim=(1, 2, 3), keepdim=True).expand_as(target)
+    assert r_squared(mean, target).abs().max().item() < 1e-14
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_r_squared_low_precision_inputs_are_summed_exactly(dtype):
+    from diffusion_geometry.deviation import r_squared
+    g = torch.Generator().manual_seed(1)
+    target = (1000 + torch.randn(3, 64, generator=g)).to(dtype)  # a large offset: float16 sums would cancel
+    pred = (target.double() + 0.1 * torch.randn(3, 64, generator=g, dtype=torch.float64)).to(dtype)
+    exact = r_squared(pred.double(), target.double())
+    assert torch.equal(r_squared(pred, target), exact)
+
+
+def test_r_squared_bad_input():
+    from diffusion_geometry.deviation import r_squared
+    t = torch.randn(3, 4)
+    for p, tt, match in ((t[:, :3], t, "one shape"), (t[0], t[0], "at least 2 entries"),
+                         (t[:, :1], t[:, :1], "at least 2 entries"), (t[:0], t[:0], "batch >= 1")):
+        with pytest.raises(ValueError, match=match):
+            r_squared(p, tt)
+    bad = t.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        r_squared(bad, t)
+    flat = t.clone()
+    flat[2] = 5.0
+    with pytest.raises(ValueError, match=r"sample\(s\) \[2\] have no variation"):
+        r_squared(t, flat)
+    with pytest.raises(ValueError, match="tensors"):
+        r_squared(t.numpy(), t)

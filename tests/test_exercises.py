@@ -108,12 +108,21 @@ def naive_steps(sampler, nfe, afs):
     return (nfe + int(afs)) // k
 
 
+def naive_gaussian_flow(x, mean, cov, sigma_from, sigma_to):
+    """Eq. (ch12-flow) in NumPy float64: scale the eigen-coordinates of x - mean."""
+    lam, U = np.linalg.eigh(np.asarray(cov, np.float64))
+    lam = np.clip(lam, 0, None)
+    z = (np.asarray(x, np.float64) - np.asarray(mean, np.float64)) @ U
+    return torch.from_numpy(np.asarray(mean, np.float64) + (z * np.sqrt((lam + sigma_to**2) / (lam + sigma_from**2))) @ U.T)
+
+
 NAIVE = {
     "ve_gaussian_score": naive_score, "optimal_denoiser": naive_denoiser, "euler_step": naive_euler_step,
     "slerp": naive_slerp, "heun_sampler": naive_heun, "edm_schedule": naive_schedule,
     "mean_shift_step": naive_mean_shift_step, "score_deviation": naive_score_deviation,
     "frechet_distance": naive_frechet, "steps_for_nfe": naive_steps,
     "velocity_to_denoised": lambda v, x, t: (x.double() - t * v.double()).to(x.dtype),  # x0 = x - t v, in float64
+    "gaussian_flow": naive_gaussian_flow,
 }
 
 
@@ -296,6 +305,14 @@ WRONG = [
     ("velocity_to_denoised", "time_forgotten", "wrong value", lambda v, x, t: x - v),
     ("velocity_to_denoised", "divided_by_alpha", "wrong value", lambda v, x, t: (x - t * v) / (1 - t)),
     ("velocity_to_denoised", "sign_flipped", "wrong value", lambda v, x, t: x + t * v),
+    # 12: the Gaussian's exact flow
+    ("gaussian_flow", "sigma_not_squared", "wrong value",
+     lambda x, m, c, s0, s1: naive_gaussian_flow(x, m, c, s0**0.5, s1**0.5)),
+    ("gaussian_flow", "no_square_root", "wrong value",
+     lambda x, m, c, s0, s1: m + ((x - m) @ torch.linalg.eigh(c)[1] * ((torch.linalg.eigh(c)[0].clamp(min=0) + s1**2)
+                                   / (torch.linalg.eigh(c)[0].clamp(min=0) + s0**2))) @ torch.linalg.eigh(c)[1].T),
+    ("gaussian_flow", "mean_not_subtracted", "wrong value",
+     lambda x, m, c, s0, s1: naive_gaussian_flow(x, torch.zeros_like(m), c, s0, s1)),
 ]
 
 
@@ -340,6 +357,7 @@ EDGES = {
     "edm_schedule": (False, False, False), "mean_shift_step": (True, True, True),
     "score_deviation": (True, True, True), "frechet_distance": (True, False, False),
     "steps_for_nfe": (False, False, False), "velocity_to_denoised": (True, False, True),
+    "gaussian_flow": (False, False, True),
 }
 
 

@@ -303,6 +303,20 @@ def test_local_denoiser_equals_naive(equivariant, sigma, chunk_size):
 
 
 @pytest.mark.parametrize("equivariant", [True, False])
+@pytest.mark.parametrize("sigma", [1e-3, 0.5, 100.0])
+def test_local_denoiser_streams_training_images_that_do_not_fit(equivariant, sigma):
+    """window_bytes below one image's windows: one training image per chunk, the softmax's running sums
+    carried from chunk to chunk; nothing is cached, and the answer is the naive one."""
+    D = LocalDenoiser(DATA, 3, equivariant=equivariant, window_bytes=1, chunk_size=5)
+    out = D(QUERY, sigma)
+    assert D._cache is None
+    ref = _naive_local(DATA, QUERY, sigma, 3, equivariant)
+    assert np.abs(out.numpy() - ref).max() < 1e-13
+    whole = LocalDenoiser(DATA, 3, equivariant=equivariant)(QUERY, sigma)
+    assert (out - whole).abs().max().item() < 1e-14
+
+
+@pytest.mark.parametrize("equivariant", [True, False])
 def test_local_denoiser_channels_and_rectangles(equivariant):
     """C = 2, H != W: the window holds both channels, the centre pixel has both."""
     data = _images(4, (2, 4, 5), 22)
@@ -314,19 +328,23 @@ def test_local_denoiser_channels_and_rectangles(equivariant):
 
 @pytest.mark.parametrize("equivariant", [True, False])
 @pytest.mark.parametrize("sigma", [1e-6, 1e-200])
-def test_local_denoiser_small_sigma_is_the_nearest_window(equivariant, sigma):
-    """One-hot on the nearest window; 1e-200: sigma^2 underflows to 0, still the limit, never NaN."""
-    out = LocalDenoiser(DATA, 3, equivariant=equivariant)(QUERY, sigma)
+@pytest.mark.parametrize("window_bytes", [1 << 28, 1])
+def test_local_denoiser_small_sigma_is_the_nearest_window(equivariant, sigma, window_bytes):
+    """One-hot on the nearest window; 1e-200: sigma^2 underflows to 0, still the limit, never NaN (also
+    with the training images streamed one at a time)."""
+    out = LocalDenoiser(DATA, 3, equivariant=equivariant, window_bytes=window_bytes)(QUERY, sigma)
     assert torch.isfinite(out).all()
     np.testing.assert_array_equal(out.numpy(), _naive_nearest(DATA, QUERY, 3, equivariant))
 
 
 @pytest.mark.parametrize("sigma", [1e-3, 1e-200])
-def test_local_denoiser_splits_exact_ties_evenly(sigma):
+@pytest.mark.parametrize("window_bytes", [1 << 28, 1])
+def test_local_denoiser_splits_exact_ties_evenly(sigma, window_bytes):
+    """Ties between images, also when they sit in different chunks of training images."""
     data = torch.stack([torch.zeros(1, 3, 3), torch.ones(1, 3, 3)]).to(F64)
     x = torch.full((1, 1, 3, 3), 0.5, dtype=F64)  # equidistant from both images' windows everywhere
-    assert torch.equal(LocalDenoiser(data, 3, equivariant=False)(x, sigma), x)
-    out = LocalDenoiser(data, 3, equivariant=True)(x, sigma)
+    assert torch.equal(LocalDenoiser(data, 3, equivariant=False, window_bytes=window_bytes)(x, sigma), x)
+    out = LocalDenoiser(data, 3, equivariant=True, window_bytes=window_bytes)(x, sigma)
     np.testing.assert_array_equal(out.numpy(), _naive_nearest(data, x, 3, True))
 
 
@@ -423,6 +441,9 @@ def test_local_denoiser_bad_input():
         LocalDenoiser(nan_data, 3)
     with pytest.raises(ValueError, match="chunk_size"):
         LocalDenoiser(DATA, 3, chunk_size=0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="window_bytes must be a positive integer"):
+            LocalDenoiser(DATA, 3, window_bytes=bad)
     D = LocalDenoiser(DATA, 3)
     for bad_query in (QUERY[..., :4], QUERY[0], QUERY[:0]):
         with pytest.raises(ValueError, match=r"shape \(batch, 1, 5, 5\)"):
@@ -450,3 +471,25 @@ def test_registered_in_the_package():
     assert dg.LocalDenoiser is LocalDenoiser and "local" in dg.__all__ and "LocalDenoiser" in dg.__all__
     assert ":mod:`.local`" in dg.__doc__
     assert "LocalDenoiser" in repr(LocalDenoiser(DATA, 3))
+
+
+def test_patch_size_schedule_picks_the_nearest_level_in_log_sigma():
+    from diffusion_geometry.local import patch_size_schedule
+    size = patch_size_schedule([10.0, 1.0, 0.1], [15, 9, 3])
+    # geometric midpoints sqrt(10) and sqrt(0.1) split the levels; a tie goes to the larger level
+    cases = {80.0: 15, 10.0: 15, 3.17: 15, 3.16: 9, 1.0: 9, 0.317: 9, 0.316: 3, 1e-6: 3}
+    for sigma, P in cases.items():
+        assert size(sigma) == P, sigma
+    assert size(math.sqrt(10.0)) == 15 and size(math.sqrt(0.1)) == 9
+    assert patch_size_schedule(torch.tensor([0.1, 10.0]), (3, 15))(2.0) == 15  # any order, tensors
+    D = LocalDenoiser(DATA, size)
+    assert torch.equal(D(QUERY, 0.05), LocalDenoiser(DATA, 3)(QUERY, 0.05))
+    for bad_levels, bad_sizes in (([], []), ([1.0], [3, 5]), ([1.0, 1.0], [3, 5]), ([0.0], [3]),
+                                  ([math.inf], [3]), ([-1.0], [3])):
+        with pytest.raises(ValueError, match="level"):
+            patch_size_schedule(bad_levels, bad_sizes)
+    with pytest.raises(ValueError, match="odd integer >= 1"):
+        patch_size_schedule([1.0], [4])
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="positive and finite"):
+            size(bad)

@@ -16,7 +16,8 @@ reproduces training points. Chen et al. (2023, arXiv 2305.19947, §6 and the off
 denoisers at the same point -- the *score deviation*, since
 :math:`\lVert s_\theta - s^*\rVert = \lVert r_\theta - r^*\rVert/\sigma^2` -- on the learned and on the
 optimal trajectory. :func:`score_deviation` computes all four; :func:`memorized_fraction` counts the
-samples that copy a training point (Yoon et al. 2023; Gu et al. 2023).
+samples that copy a training point (Yoon et al. 2023; Gu et al. 2023). :func:`r_squared` says how much
+of one denoiser's output another explains, image by image (Kamb & Ganguli 2024, arXiv 2412.20292).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from .denoisers import EmpiricalDenoiser
 from .schedules import check_sigmas
 from .trajectory import Trajectory, sample
 
-__all__ = ["ScoreDeviation", "score_deviation", "memorized_fraction"]
+__all__ = ["ScoreDeviation", "score_deviation", "memorized_fraction", "r_squared"]
 
 
 def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -127,3 +128,44 @@ def memorized_fraction(optimal: EmpiricalDenoiser, samples: torch.Tensor, ratio:
         raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
     dist, _ = optimal.nearest(samples, k=2)
     return float((dist[:, 0] < ratio * dist[:, 1]).double().mean())
+
+
+def r_squared(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""The coefficient of determination of ``prediction`` for ``target``, one per sample.
+
+    .. math:: r^2_b = 1 - \frac{\sum_k (p_{b,k} - t_{b,k})^2}{\sum_k (t_{b,k} - \bar t_b)^2},
+              \qquad \bar t_b = \frac1K \sum_k t_{b,k},
+
+    over the K entries of sample b (all axes but the first): the share of the target's variation
+    across its pixels that the prediction explains. 1 is a perfect prediction, 0 is no better than
+    the target's own mean pixel, and it is negative for a worse one. Kamb & Ganguli (2024, arXiv
+    2412.20292) compare a model of a network with the network this way, on its outputs; chapter 12
+    compares denoisers' outputs :math:`D(x;\sigma)` at the same noisy image.
+
+    Parameters
+    ----------
+    prediction, target : ``(batch, ...)`` real tensors of one shape, at least 2 entries per sample,
+        any floating dtype (the sums are formed in float64: exact for float16 and bfloat16 inputs too).
+
+    Returns ``(batch,)`` float64. Raises ``ValueError`` for shapes that differ, no batch axis, fewer
+    than 2 entries per sample, NaN or inf, or a target sample with no variation (every entry equal:
+    the ratio is 0/0).
+    """
+    if not isinstance(prediction, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise ValueError("prediction and target must be tensors")
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction and target must have one shape, got {tuple(prediction.shape)} and "
+                         f"{tuple(target.shape)}")
+    if target.ndim < 2 or target.shape[0] == 0 or target[0].numel() < 2:
+        raise ValueError(f"expected (batch, ...) with batch >= 1 and at least 2 entries per sample, got "
+                         f"{tuple(target.shape)}")
+    f64 = torch.float64 if target.device.type != "mps" else torch.float32
+    p = prediction.reshape(len(prediction), -1).to(f64)
+    t = target.reshape(len(target), -1).to(f64)
+    if not (torch.isfinite(p).all() and torch.isfinite(t).all()):
+        raise ValueError("prediction and target must be finite (no NaN or inf)")
+    spread = (t - t.mean(1, keepdim=True)).square().sum(1)
+    if (spread == 0).any():
+        raise ValueError(f"target sample(s) {torch.nonzero(spread == 0).flatten().tolist()} have no variation: "
+                         "r^2 is 0/0 there")
+    return 1 - (p - t).square().sum(1) / spread

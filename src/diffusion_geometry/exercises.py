@@ -364,6 +364,28 @@ def _ref_velocity(v, x, t):
     return _paths.convert_prediction(("velocity", v), to="x0", x=x, sigma=t / (1 - t), path="flow_matching").to(x.dtype)
 
 
+def _draws_gaussian_flow(seed: int) -> list[Draw]:
+    g = _gen(seed)
+    out = []
+    for batch, d, rank, (s0, s1) in ((4, 2, 2, (80.0, 10.0)), (3, 5, 5, (5.0, 0.0)), (5, 5, 3, (2.0, 0.0)),
+                                     (2, 16, 12, (80.0, 0.002)), (3, 4, 4, (0.5, 3.0)), (2, 3, 3, (1.0, 1.0)),
+                                     (1, 6, 6, (round(_uniform(g, 0.1, 20.0), 3), round(_uniform(g, 0.0, 0.1), 4)))):
+        basis = torch.linalg.qr(_randn(g, d, d))[0]
+        lam = torch.zeros(d, dtype=torch.float64)
+        lam[:rank] = torch.tensor([_uniform(g, 0.05, 4.0) for _ in range(rank)], dtype=torch.float64)
+        cov = (basis * lam) @ basis.T
+        cov = (cov + cov.T) / 2
+        mean = _randn(g, d)
+        x = mean + max(s0, 1.0) * _randn(g, batch, d)
+        label = f"x {(batch, d)}, covariance of rank {rank}, sigma {s0:g} -> {s1:g}"
+        out.append(Draw(label, (x, mean, cov, s0, s1), torch.float64))
+    return out
+
+
+def _ref_gaussian_flow(x, mean, cov, sigma_from, sigma_to):
+    return GaussianMixture(mean[None], cov[None]).flow(x, sigma_from, sigma_to)
+
+
 def _ref_score(x, sigma, mean, std):
     return GaussianMixture(mean[None], std**2).score(x, sigma)
 
@@ -526,6 +548,24 @@ EXERCISES: dict[str, ExerciseSpec] = {spec.name: spec for spec in (
         _TIGHT,
         "Eliminate eps: x = (1 - t) x0 + t eps and v = eps - x0 give x0 = x - t v. Dividing by t or by 1 - t "
         "is not needed (and fails at t = 0).",
+    ),
+    ExerciseSpec(
+        "gaussian_flow", "12_linear_local",
+        """gaussian_flow(x, mean, cov, sigma_from, sigma_to) -> Tensor
+    The exact solution of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma of the Gaussian
+    N(mean, cov), whose denoiser is D = mean + cov (cov + sigma^2 I)^-1 (x - mean), from sigma_from to
+    sigma_to (Wang & Vastola 2024): along each eigenvector u_i of cov (eigenvalue lambda_i), the offset
+    u_i.(x - mean) is multiplied by sqrt((lambda_i + sigma_to^2) / (lambda_i + sigma_from^2)).
+    x: (batch, d), mean: (d,), cov: (d, d) symmetric positive semi-definite (possibly singular), all float64;
+    sigma_from > 0 and sigma_to >= 0 Python floats (sigma_to may exceed sigma_from, or equal it).
+    Returns (batch, d) float64.""",
+        _ref_gaussian_flow, "diffusion_geometry.GaussianMixture.flow", _draws_gaussian_flow,
+        # a singular cov's zero eigenvalues come out of eigh as +-1e-16: at sigma_to = 0 the naive ratio is then
+        # ~1e-8 instead of 0 in those directions; any wrong formula is off by O(1)
+        {torch.float64: 1e-6},
+        "Diagonalise cov with torch.linalg.eigh, clamp negative round-off eigenvalues at 0, project x - mean on "
+        "the eigenvectors, scale each coordinate by sqrt((lambda + sigma_to^2) / (lambda + sigma_from^2)), rotate "
+        "back and add the mean.",
     ),
     ExerciseSpec(
         "steps_for_nfe", "10_image_samplers",

@@ -31,7 +31,9 @@ Papers (:data:`PAPERS`): Chen et al., *A Geometric Perspective on Diffusion Mode
 2305.19947); AMED-Solver (CVPR 2024, arXiv 2312.00094); GITS (ICML 2024, arXiv 2405.11326); the JSTAT
 2025 "boomerang" extension (arXiv 2506.10177); EDM (Karras et al. 2022, arXiv 2206.00364); and, for chapter 11,
 DDIM (arXiv 2010.02502), flow matching (arXiv 2210.02747), rectified flow (arXiv 2209.03003) and the score SDE
-(arXiv 2011.13456).
+(arXiv 2011.13456); for chapter 12, Wang & Vastola's Gaussian score approximation (arXiv 2412.09726), Kamb &
+Ganguli's local score machines (ICML 2025, arXiv 2412.20292) and Niedoba et al.'s patch-based denoisers
+(arXiv 2411.19339).
 """
 from __future__ import annotations
 
@@ -86,6 +88,12 @@ PAPERS: dict[str, Paper] = {
                           "ICLR 2023"),
     "rectified": Paper("Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow",
                        "rectified flow", "liu2023rectified", "2209.03003", "ICLR 2023"),
+    "wang": Paper("The Unreasonable Effectiveness of Gaussian Score Approximation for Diffusion Models and its "
+                  "Applications", "Gaussian score approximation", "wang2024gaussian", "2412.09726", "preprint"),
+    "kamb": Paper("An Analytic Theory of Creativity in Convolutional Diffusion Models", "local score machines",
+                  "kamb2025creativity", "2412.20292", "ICML 2025"),
+    "niedoba": Paper("Towards a Mechanistic Explanation of Diffusion Model Generalization", "patch-based denoisers",
+                     "niedoba2025mechanistic", "2411.19339", "ICML 2025"),
     "scoresde": Paper("Score-Based Generative Modeling through Stochastic Differential Equations", "score SDE",
                       "song2021score", "2011.13456", "ICLR 2021"),
 }
@@ -533,7 +541,24 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("scoresde", "Table 2", "bits/dim through the ODE", claims=("ch11-bits-per-dim",)),
     Finding("boomerang", "main_extend.ipynb", "closed-form Gaussian / low-rank / mixture denoisers built from CIFAR-10 "
             "statistics", reason="needs the CIFAR-10 training set (not available offline); chapters 1-4 use exact "
-            "mixture denoisers of toy data instead"),
+            "mixture denoisers of toy data instead, and chapter 12 the Gaussian of Fashion-MNIST's statistics "
+            "(ch12-linear-high-noise)"),
+    Finding("wang", "Sec. 3", "the Gaussian model's probability-flow ODE has a closed-form solution",
+            claims=("ch12-gaussian-flow-exact",)),
+    Finding("wang", "abstract; Sec. 4", "the learned score is dominated by its linear (Gaussian) approximation at "
+            "moderate to high noise (over 99% of its variance at high noise)", claims=("ch12-linear-high-noise",)),
+    Finding("wang", "abstract; Sec. 5", "analytical teleportation skips the first 15-30% of the sampling steps at "
+            "high sample quality (FID 1.93 on CIFAR-10)", claims=("ch12-teleport",)),
+    Finding("wang", "Sec. 4", "at smaller noise the learned score is better described by a coarse-grained (Gaussian "
+            "mixture) model than by the training set's score", reason="not measured: chapter 12 compares the linear, "
+            "local and optimal denoisers; a Gaussian mixture fitted to the images is not among them"),
+    Finding("kamb", "abstract", "local (LS) and equivariant local (ELS) score machines with a calibrated patch size "
+            "predict trained convolutional networks' outputs (median r^2 0.94 on Fashion-MNIST)",
+            claims=("ch12-local-intermediate", "ch12-local-samples")),
+    Finding("kamb", "abstract; Sec. 6", "locality creates novel images as mosaics of training patches",
+            claims=("ch12-local-samples",)),
+    Finding("niedoba", "abstract", "network denoisers share a local inductive bias: aggregated local (patch) empirical "
+            "denoisers replicate their behaviour", claims=("ch12-local-intermediate",)),
 )
 
 
