@@ -33,13 +33,15 @@ SHOTS = ROOT / "_build" / "browser"
 
 # One widget per Part: (Part, chapter, the description label of the control the test moves).
 # The cheapest chapter of each Part to run down to its widget (small profile, 2-core CPU: chapter 2
-# 6 s, 5 93 s, 6 47 s, 7 23 s, 9 23 s, 10 82 s, 11 38 s, 12 40 s), so that they stay near three minutes together.
+# 6 s, 5 28 s, 6 21 s, 7 16 s, 9 23 s, 10 90 s, 11 38 s, 12 43 s, whole chapters), so that they stay near
+# three minutes together.
 WIDGETS = [
     ("Part I", "02_denoiser", "sigma"),
     ("Part II", "06_schedules", "steps"),
     ("Part III", "07_mean_shift", "sigma"),
     ("Part IV", "09_image_trajectories", "step"),
     ("Part V", "12_linear_local", "level"),
+    ("Part VI", "11_gaussian_paths", "steps"),
 ]
 
 RUN_TIMEOUT_S = 150       # one chapter, down to its widget, in the small profile (measured: see README)

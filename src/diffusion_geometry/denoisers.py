@@ -991,9 +991,11 @@ class EmpiricalDenoiser:
             fold(cmin, add)
 
         if B * N * P.points.shape[1] <= self.direct_limit:  # small: explicit differences for every pair
-            # explicit differences (not torch.cdist, which has no double backward: chapter 05's
-            # curvature differentiates the denoiser twice)
-            d2 = (q["x64"][:, None, :] - P.points.to(f64)[None, :, :]).square().sum(-1)
+            if q["grad"]:  # explicit differences (torch.cdist has no double backward: chapter 05's
+                # curvature differentiates the denoiser twice)
+                d2 = (q["x64"][:, None, :] - P.points.to(f64)[None, :, :]).square().sum(-1)
+            else:  # the same explicit sums, fused: no (batch, N, d) tensor (about 7x faster at 32 x 1,797 x 64)
+                d2 = torch.cdist(q["x64"], P.points.to(f64), compute_mode="donot_use_mm_for_euclid_dist").square_()
             st["dmin"] = d2.detach().min(1).values
             w = torch.exp(-scaled(d2, st["dmin"][:, None], inv[:, None]))
             st["tot"] = w.sum(1)
