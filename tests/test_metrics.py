@@ -274,3 +274,11 @@ def test_paired_fd_difference_is_the_difference_and_its_bootstrap_std_the_scatte
     for bad, match in (((a, b[:-1]), "same shape"), ((a[:1], b[:1]), "at least 2"), ((a, b), "n_boot")):
         with pytest.raises(ValueError, match=match):
             metrics.paired_fd_difference_from_features(*bad, mu_ref, cov_ref, n_boot=1 if match == "n_boot" else 10)
+
+
+def test_fd_difference_tie_reads_the_difference_against_k_deviations():
+    from diffusion_geometry.metrics import FDDifference
+    d = FDDifference(3.0, 1.5)
+    assert d.difference == 3.0 and d.std == 1.5 and tuple(d) == (3.0, 1.5)
+    assert d.tie() and not d.tie(k=1.9) and FDDifference(-3.1, 1.5).tie() is False
+    assert FDDifference(-2.9, 1.5).tie()

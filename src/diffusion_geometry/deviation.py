@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .denoisers import EmpiricalDenoiser
+from .denoisers import EmpiricalDenoiser, _exact_dtype
 from .schedules import check_sigmas
 from .trajectory import Trajectory, sample
 
@@ -159,7 +159,7 @@ def r_squared(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if target.ndim < 2 or target.shape[0] == 0 or target[0].numel() < 2:
         raise ValueError(f"expected (batch, ...) with batch >= 1 and at least 2 entries per sample, got "
                          f"{tuple(target.shape)}")
-    f64 = torch.float64 if target.device.type != "mps" else torch.float32
+    f64 = _exact_dtype(target.device)
     p = prediction.reshape(len(prediction), -1).to(f64)
     t = target.reshape(len(target), -1).to(f64)
     if not (torch.isfinite(p).all() and torch.isfinite(t).all()):

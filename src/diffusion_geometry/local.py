@@ -62,7 +62,6 @@ def patch_size_schedule(sigmas, sizes):
         ls = math.log(sigma)
         return min(logs, key=lambda item: abs(item[0] - ls))[1]
 
-    size.levels, size.sizes = tuple(levels), tuple(sizes)
     return size
 
 

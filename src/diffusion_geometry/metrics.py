@@ -147,8 +147,17 @@ def fd(images_a, images_b, *, model: nn.Module | None = None, device=None) -> fl
                             features(images_b, model=model, device=device))
 
 
-FDDifference = namedtuple("FDDifference", ["difference", "std"])
-FDDifference.__doc__ = """``difference``: FD(a) - FD(b) to the reference; ``std``: its paired bootstrap standard deviation."""
+class FDDifference(namedtuple("FDDifference", ["difference", "std"])):
+    """``difference``: FD(a) - FD(b) to the reference; ``std``: its paired bootstrap standard deviation.
+
+    :meth:`tie` is the book's reading of a close comparison: the difference is within ``k`` (default 2)
+    standard deviations of 0, so this sample size does not resolve which set is closer."""
+
+    __slots__ = ()
+
+    def tie(self, k: float = 2.0) -> bool:
+        """True when ``|difference| <= k * std``."""
+        return abs(self.difference) <= k * self.std
 
 
 def paired_fd_difference_from_features(feats_a, feats_b, mu_ref, cov_ref, *, n_boot: int = 200,
