@@ -116,13 +116,23 @@ def naive_gaussian_flow(x, mean, cov, sigma_from, sigma_to):
     return torch.from_numpy(np.asarray(mean, np.float64) + (z * np.sqrt((lam + sigma_to**2) / (lam + sigma_from**2))) @ U.T)
 
 
+def naive_copy_fraction(samples, train, ratio):
+    """Loops over samples and training points, distances in Python floats, sorted."""
+    s, t = np.asarray(samples, np.float64), np.asarray(train, np.float64)
+    copies = 0
+    for row in s:
+        d = sorted(math.sqrt(sum((a - b) ** 2 for a, b in zip(row, y))) for y in t)
+        copies += d[0] < ratio * d[1]
+    return copies / len(s)
+
+
 NAIVE = {
     "ve_gaussian_score": naive_score, "optimal_denoiser": naive_denoiser, "euler_step": naive_euler_step,
     "slerp": naive_slerp, "heun_sampler": naive_heun, "edm_schedule": naive_schedule,
     "mean_shift_step": naive_mean_shift_step, "score_deviation": naive_score_deviation,
     "frechet_distance": naive_frechet, "steps_for_nfe": naive_steps,
     "velocity_to_denoised": lambda v, x, t: (x.double() - t * v.double()).to(x.dtype),  # x0 = x - t v, in float64
-    "gaussian_flow": naive_gaussian_flow,
+    "gaussian_flow": naive_gaussian_flow, "copy_fraction": naive_copy_fraction,
 }
 
 
@@ -213,6 +223,16 @@ def _euler_only(D, x, sigmas):
     for s, t in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
         x = x + (t - s) * (x - D(x, s)) / s
     return x
+
+
+def _two_nearest(samples, train):
+    return torch.cdist(samples.double(), train.double()).topk(2, dim=1, largest=False).values
+
+
+def _copy_against_other_samples(samples, train, ratio):  # d2 taken to the nearest *other sample*
+    d1 = torch.cdist(samples.double(), train.double()).min(1).values
+    ds = torch.cdist(samples.double(), samples.double()).fill_diagonal_(math.inf)
+    return float((d1 < ratio * ds.min(1).values).double().mean())
 
 
 WRONG = [
@@ -313,6 +333,14 @@ WRONG = [
                                    / (torch.linalg.eigh(c)[0].clamp(min=0) + s0**2))) @ torch.linalg.eigh(c)[1].T),
     ("gaussian_flow", "mean_not_subtracted", "wrong value",
      lambda x, m, c, s0, s1: naive_gaussian_flow(x, torch.zeros_like(m), c, s0, s1)),
+    # 13: the fraction of copies
+    ("copy_fraction", "squared_distances", "wrong value",
+     lambda s, t, r: (lambda d: float((d[:, 0] ** 2 < r * d[:, 1] ** 2).double().mean()))(_two_nearest(s, t))),
+    ("copy_fraction", "count_not_fraction", "wrong value",
+     lambda s, t, r: (lambda d: float((d[:, 0] < r * d[:, 1]).double().sum()))(_two_nearest(s, t))),
+    ("copy_fraction", "second_nearest_sample", "wrong value", _copy_against_other_samples),
+    ("copy_fraction", "per_sample_verdicts", "wrong shape",
+     lambda s, t, r: (lambda d: d[:, 0] < r * d[:, 1])(_two_nearest(s, t))),
 ]
 
 
@@ -357,7 +385,7 @@ EDGES = {
     "edm_schedule": (False, False, False), "mean_shift_step": (True, True, True),
     "score_deviation": (True, True, True), "frechet_distance": (True, False, False),
     "steps_for_nfe": (False, False, False), "velocity_to_denoised": (True, False, True),
-    "gaussian_flow": (False, False, True),
+    "gaussian_flow": (False, False, True), "copy_fraction": (False, False, True),
 }
 
 

@@ -36,7 +36,7 @@ __all__ = [
     "datasets", "denoisers", "geometry", "notebook", "plotting", "profiles", "samplers", "schedules", "widgets",
     "budget", "interpolation", "likelihood", "local", "paths", "trajectory", "checkpoints", "networks", "deviation", "meanshift",
     "amed", "benchmarking", "finite_differences", "gits", "image_experiments",
-    "training", "generate", "classifier", "metrics", "exercises", "ledger",
+    "training", "generate", "classifier", "metrics", "exercises", "ledger", "memorisation",
     "EDMPrecond", "EmpiricalDenoiser", "GaussianMixture", "LocalDenoiser",
     "append_zero", "edm_sigmas", "logsnr_sigmas", "uniform_sigmas",
     "Trajectory", "sample",
@@ -47,8 +47,8 @@ def __getattr__(name):
     # `training`, `generate`, `classifier` and `metrics` are command-line modules too (`python -m
     # diffusion_geometry.training`): they are imported on first use, so that runpy does not find
     # them already imported by the package (it would warn); `exercises` imports `metrics`; `ledger` is
-    # loaded with the first claim a chapter makes
-    if name in ("training", "generate", "classifier", "metrics", "exercises", "ledger"):
+    # loaded with the first claim a chapter makes; `memorisation` is a command-line module too
+    if name in ("training", "generate", "classifier", "metrics", "exercises", "ledger", "memorisation"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -2,7 +2,8 @@ r"""Reference checks of the book's autograded coding exercises.
 
 Each chapter has one coding exercise whose answer is a function: the score of a noised Gaussian, the
 optimal denoiser, an Euler step, slerp, a Heun sampler, the EDM schedule, a mean-shift step, the score
-deviation, the Fréchet distance, the steps for an NFE budget and the clean point of a flow-matching velocity. This module states each exercise
+deviation, the Fréchet distance, the steps for an NFE budget, the clean point of a flow-matching velocity, the
+Gaussian's exact flow and the fraction of samples that copy a training point. This module states each exercise
 once, in :data:`EXERCISES` (:class:`ExerciseSpec`: chapter, the signature the student writes, the
 package function it is compared with, a seeded generator of inputs, the tolerance and a hint), and
 checks a student's function against the package, so that the chapter (whose solution cell passes the
@@ -416,6 +417,41 @@ def _ref_schedule(n_steps, sigma_min, sigma_max, rho):
     return _schedules.append_zero(_schedules.edm_sigmas(n_steps, sigma_min, sigma_max, rho))
 
 
+def _draws_copy_fraction(seed: int) -> list[Draw]:
+    """Samples near training points at spread-out distance ratios d1/d2, kept 0.03 away from the threshold
+    (so float32 round-off cannot flip a verdict), some of them between ``ratio`` and ``sqrt(ratio)`` (where
+    squared distances give the wrong verdict); one sample on a training point; a batch of one; two points."""
+    g = _gen(seed)
+    out = []
+    for dtype, batch, n, d, ratio, scale in ((torch.float64, 12, 6, 4, 1 / 3, 1.0), (torch.float32, 10, 8, 64, 1 / 3, 1.0),
+                                             (torch.float64, 1, 5, 3, 1 / 3, 1.0), (torch.float64, 9, 2, 2, 0.5, 1.0),
+                                             (torch.float32, 8, 5, 16, 1 / 3, 80.0), (torch.float64, 10, 7, 5, 1.0, 1e-3),
+                                             (torch.float64, 8, 9, 8, 0.25, 1.0)):
+        train = scale * 3 * _randn(g, n, d)
+        rows = []
+        while len(rows) < batch:
+            i = int(torch.randint(n, (), generator=g))
+            step = _uniform(g, 0.0, 3.0) if rows else 0.0           # the first sample lies on a training point
+            cand = train[i] + step * scale * _randn(g, d)
+            dist = ((train - cand) ** 2).sum(1).sqrt().sort().values
+            r = float(dist[0] / dist[1])
+            if not rows or abs(r - ratio) > 0.03:
+                rows.append(cand)
+        samples = torch.stack(rows)
+        out.append(Draw(f"{batch} samples, {n} training points in {d} dimensions, {_dt(dtype)}, ratio {ratio:.3g}, "
+                        f"size {scale:g}", (samples.to(dtype), train.to(dtype), ratio), torch.float64))
+    return out
+
+
+def _one(args, answer) -> float:
+    """1 (a fraction's error is absolute)"""
+    return 1.0
+
+
+def _ref_copy_fraction(samples, train, ratio):
+    return _deviation.memorized_fraction(EmpiricalDenoiser(train), samples, ratio)
+
+
 _TIGHT = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 _NAIVE_SOFTMAX = ("At small sigma every exp(-|x - y_i|^2 / (2 sigma^2)) underflows to 0 and the ratio is 0/0: "
@@ -566,6 +602,20 @@ EXERCISES: dict[str, ExerciseSpec] = {spec.name: spec for spec in (
         "Diagonalise cov with torch.linalg.eigh, clamp negative round-off eigenvalues at 0, project x - mean on "
         "the eigenvectors, scale each coordinate by sqrt((lambda + sigma_to^2) / (lambda + sigma_from^2)), rotate "
         "back and add the mean.",
+    ),
+    ExerciseSpec(
+        "copy_fraction", "13_memorisation",
+        """copy_fraction(samples, train, ratio) -> float
+    The fraction of samples that copy a training point: a sample counts when its nearest training point is
+    much closer than the second nearest, d1 < ratio * d2 (Euclidean distances; Yoon et al. 2023, Gu et al.
+    2023, Bonnaire et al. 2025 use ratio 1/3).
+    samples: (batch, d), train: (n, d) with n >= 2, both float32 or both float64; ratio: a float in (0, 1].
+    Returns a Python float in [0, 1].""",
+        _ref_copy_fraction, "diffusion_geometry.deviation.memorized_fraction", _draws_copy_fraction,
+        {torch.float64: 1e-12}, "Compare distances, not squared distances: d1^2 < ratio * d2^2 is the criterion at "
+        "sqrt(ratio). torch.cdist(samples, train) then .topk(2, largest=False) gives d1 and d2 of each sample; the "
+        "answer is the mean over the samples of (d1 < ratio * d2).",
+        scale=_one,
     ),
     ExerciseSpec(
         "steps_for_nfe", "10_image_samplers",

@@ -94,6 +94,10 @@ PAPERS: dict[str, Paper] = {
                   "kamb2025creativity", "2412.20292", "ICML 2025"),
     "niedoba": Paper("Towards a Mechanistic Explanation of Diffusion Model Generalization", "patch-based denoisers",
                      "niedoba2025mechanistic", "2411.19339", "ICML 2025"),
+    "kadkhodaie": Paper("Generalization in Diffusion Models Arises from Geometry-Adaptive Harmonic Representations",
+                        "generalisation from disjoint halves", "kadkhodaie2024generalization", "2310.02557", "ICLR 2024"),
+    "bonnaire": Paper("Why Diffusion Models Don't Memorize: The Role of Implicit Dynamical Regularization in Training",
+                      "memorisation time", "bonnaire2025memorize", "2505.17638", "NeurIPS 2025"),
     "scoresde": Paper("Score-Based Generative Modeling through Stochastic Differential Equations", "score SDE",
                       "song2021score", "2011.13456", "ICLR 2021"),
 }
@@ -256,8 +260,7 @@ def claim(claim_id: str, *, paper: str, source: str, statement: str, ours, setti
     claim_id : str
         ``"chN-name"`` (lower case, hyphens); ``N`` is the chapter that measures it.
     paper : str
-        A key of :data:`PAPERS` (``"geometric"``, ``"amed"``, ``"gits"``, ``"boomerang"``, ``"edm"``, ``"ddim"``,
-        ``"flowmatching"``, ``"rectified"``, ``"scoresde"``).
+        A key of :data:`PAPERS`.
     source : str
         Where in the paper ("Obs. 1 (v2)", "Sec. 3.1, Fig. 4", "Table 2").
     statement : str
@@ -559,6 +562,19 @@ FINDINGS: tuple[Finding, ...] = (
             claims=("ch12-local-samples",)),
     Finding("niedoba", "abstract", "network denoisers share a local inductive bias: aggregated local (patch) empirical "
             "denoisers replicate their behaviour", claims=("ch12-local-intermediate",)),
+    Finding("kadkhodaie", "Sec. 2, Fig. 1", "networks trained on few images memorise them: their samples copy training "
+            "images", claims=("ch13-copy-few",)),
+    Finding("kadkhodaie", "Sec. 2, Fig. 2", "two networks trained on disjoint training sets of size N generate nearly the "
+            "same image from the same noise once N is large, and images unlike their training images",
+            claims=("ch13-disjoint-agree",)),
+    Finding("kadkhodaie", "Secs. 3-4", "the generalising denoisers are shrinkage in geometry-adaptive harmonic bases "
+            "(GAHBs)", reason="not measured: chapter 13 measures what the networks generate, not the eigenvectors of "
+            "their Jacobians"),
+    Finding("bonnaire", "abstract; Sec. 2, Fig. 2", "memorisation sets in after a training time tau_mem that grows "
+            "linearly with the training-set size n", claims=("ch13-memorisation-time",)),
+    Finding("bonnaire", "abstract; Sec. 2", "the time tau_gen at which samples become good does not depend on n",
+            reason="not measured: chapter 13 keeps four snapshots per network, too few to time the onset of good "
+            "samples, and has no quality score for 8x8 digits"),
 )
 
 
