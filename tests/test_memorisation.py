@@ -51,8 +51,12 @@ def test_shipped_family_has_every_member_with_the_recipe_of_the_manifest():
     # forty distinct networks: no two members share their weights
     values = list(outputs.values())
     assert all(not torch.allclose(values[i], values[j]) for i in range(len(values)) for j in range(i))
-    with pytest.raises(KeyError, match="no member"):
-        family[5, "A"]
+    for bad in ((5, "A"), (4, "C"), (4, "A", 999), (4.0, "A")):
+        with pytest.raises(KeyError, match="no member"):
+            family[bad]
+    for bad in (4, (4,), (4, "A", 750, 0)):
+        with pytest.raises(KeyError, match="family\\[size, half\\]"):
+            family[bad]
     with pytest.raises(KeyError, match="half"):
         family.indices(4, "C")
 

@@ -122,9 +122,11 @@ class SubsetFamily:
         self.sizes, self.halves, self.snapshots = SIZES, HALVES, SNAPSHOTS
 
     def __getitem__(self, key):
+        if not isinstance(key, tuple) or len(key) not in (2, 3):
+            raise KeyError(f"index a family as family[size, half] or family[size, half, step], got {key!r}")
         size, half, *step = key
         step = step[0] if step else SNAPSHOTS[-1]
-        name = member_name(size, half, step)
+        name = member_name(size, half, step) if isinstance(size, int) and isinstance(step, int) else None
         if name not in self._models:
             raise KeyError(f"no member {key!r}: sizes {SIZES}, halves {HALVES}, steps {SNAPSHOTS}")
         return self._models[name]
