@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,36 @@ def test_shipped_family_has_every_member_with_the_recipe_of_the_manifest():
             family[bad]
     with pytest.raises(KeyError, match="half"):
         family.indices(4, "C")
+    with pytest.raises(KeyError, match="size"):
+        family.indices(5, "A")
+    assert family[np.int64(4), "A", np.int64(750)] is family[4, "A", 750]
+
+
+def test_the_smallest_members_copy_their_own_training_images():
+    """The shipped weights go with family.indices: a network trained on 4 digits returns those 4 digits (each
+    sample within a tenth of the distance between two of them), and not the other half's."""
+    from diffusion_geometry import EmpiricalDenoiser, datasets, edm_sigmas, samplers, schedules
+
+    digits, _ = datasets.digits()
+    family = mem.load_family()
+    x = 80 * torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    grid = schedules.append_zero(edm_sigmas(18, dtype=torch.float32))
+    for half, other in (("A", "B"), ("B", "A")):
+        own, others = digits[family.indices(4, half)], digits[family.indices(4, other)]
+        with torch.no_grad():
+            out = samplers.heun(family[4, half], x, grid)
+        gap = torch.pdist(own.flatten(1)).min()
+        assert EmpiricalDenoiser(own).nearest(out)[0][:, 0].max() < gap / 10
+        assert EmpiricalDenoiser(others).nearest(out)[0][:, 0].min() > gap / 2
+
+
+def test_train_family_rejects_data_and_halves_it_cannot_train(tmp_path):
+    with pytest.raises(ValueError, match="data must be a tensor"):
+        mem.train_family(torch.zeros(20, 1, 28, 28), tmp_path)
+    with pytest.raises(ValueError, match="halves"):
+        mem.train_family(torch.zeros(2000, 1, 8, 8), tmp_path, halves=("C",))
+    with pytest.raises(ValueError, match="size"):
+        mem.train_family(torch.zeros(20, 1, 8, 8), tmp_path)   # 898 does not fit twice into 20
 
 
 def test_the_command_trains_both_halves_apart_then_writes_a_bundle_that_loads(tmp_path, monkeypatch, capsys):

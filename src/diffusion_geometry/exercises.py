@@ -425,7 +425,7 @@ def _draws_copy_fraction(seed: int) -> list[Draw]:
     out = []
     for dtype, batch, n, d, ratio, scale in ((torch.float64, 12, 6, 4, 1 / 3, 1.0), (torch.float32, 10, 8, 64, 1 / 3, 1.0),
                                              (torch.float64, 1, 5, 3, 1 / 3, 1.0), (torch.float64, 9, 2, 2, 0.5, 1.0),
-                                             (torch.float32, 8, 5, 16, 1 / 3, 80.0), (torch.float64, 10, 7, 5, 1.0, 1e-3),
+                                             (torch.float32, 8, 5, 16, 1 / 3, 80.0), (torch.float64, 10, 7, 5, 1 / 3, 1e-3),
                                              (torch.float64, 8, 9, 8, 0.25, 1.0)):
         train = scale * 3 * _randn(g, n, d)
         rows = []

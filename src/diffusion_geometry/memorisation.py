@@ -28,6 +28,7 @@ side; whichever call finds every member trained writes the bundle). Chapter 13 o
 from __future__ import annotations
 
 import argparse
+import operator
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from torch import nn
 from .checkpoints import load_checkpoint, pretrained_path, save_checkpoint
 from .networks import build_model, count_parameters
 
-__all__ = ["SIZES", "HALVES", "SNAPSHOTS", "CONFIG", "RECIPE", "disjoint_subsets", "member_name",
+__all__ = ["SIZES", "HALVES", "SNAPSHOTS", "CONFIG", "RECIPE", "SUBSET_SEED", "disjoint_subsets", "member_name",
            "train_family", "SubsetFamily", "load_family", "main"]
 
 SIZES = (4, 16, 64, 256, 898)
@@ -99,7 +100,17 @@ def train_family(data: torch.Tensor, work_dir, *, halves=HALVES, seed: int = 0, 
     (:func:`disjoint_subsets`). Every member's snapshots go to ``work_dir`` as checkpoints, and its
     training state too, so an interrupted run resumes where it stopped and finished members are skipped.
     Returns ``{member_name: state_dict}`` when every member of every half exists in ``work_dir``, else ``{}``.
+    Raises ``ValueError`` for data of another shape, halves outside :data:`HALVES`, or a size that does not fit
+    twice into the data (:func:`disjoint_subsets`).
     """
+    shape = (CONFIG["in_channels"], CONFIG["image_size"], CONFIG["image_size"])
+    if not isinstance(data, torch.Tensor) or data.ndim != 4 or tuple(data.shape[1:]) != shape:
+        raise ValueError(f"data must be a tensor (n_data, {', '.join(map(str, shape))}), got "
+                         f"{tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__}")
+    if not halves or any(h not in HALVES for h in halves):
+        raise ValueError(f"halves must be a non-empty sequence of {HALVES}, got {halves!r}")
+    for size in SIZES:   # every subset before any training
+        disjoint_subsets(data.shape[0], size, seed=seed)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     for size in SIZES:
@@ -125,16 +136,23 @@ class SubsetFamily:
         if not isinstance(key, tuple) or len(key) not in (2, 3):
             raise KeyError(f"index a family as family[size, half] or family[size, half, step], got {key!r}")
         size, half, *step = key
-        step = step[0] if step else SNAPSHOTS[-1]
-        name = member_name(size, half, step) if isinstance(size, int) and isinstance(step, int) else None
+        try:
+            name = member_name(operator.index(size), half, operator.index(step[0] if step else SNAPSHOTS[-1]))
+        except TypeError:   # a size or step that is not an integer (numpy integers are)
+            name = None
         if name not in self._models:
             raise KeyError(f"no member {key!r}: sizes {SIZES}, halves {HALVES}, steps {SNAPSHOTS}")
         return self._models[name]
 
     def indices(self, size: int, half: str) -> torch.Tensor:
+        """The rows of the data set (``(size,)`` int64) that ``family[size, half]`` was trained on.
+
+        Raises ``KeyError`` for a size not in :data:`SIZES` or a half not in :data:`HALVES`."""
         if half not in HALVES:
             raise KeyError(f"half must be one of {HALVES}, got {half!r}")
-        return disjoint_subsets(self.n_data, size, seed=self.seed)[HALVES.index(half)]
+        if size not in SIZES:
+            raise KeyError(f"size must be one of {SIZES}, got {size!r}")
+        return disjoint_subsets(self.n_data, operator.index(size), seed=self.seed)[HALVES.index(half)]
 
 
 def load_family(name: str = "digits_subsets", *, weights_dir=None) -> SubsetFamily:
@@ -143,7 +161,8 @@ def load_family(name: str = "digits_subsets", *, weights_dir=None) -> SubsetFami
 
     The file holds one flat float32 vector per member (its parameters and buffers in the order of the
     state dict of ``build_model(CONFIG)``), keyed by :func:`member_name`. Raises ``KeyError`` for an unknown
-    name and ``ValueError`` when the file does not hold every member of :data:`SIZES` x :data:`HALVES` x
+    name, ``ValueError`` for a file whose SHA-256 is not the manifest's, and ``ValueError`` when the file does not
+    hold every member of :data:`SIZES` x :data:`HALVES` x
     :data:`SNAPSHOTS` with the number of values of :data:`CONFIG`.
     """
     ckpt = load_checkpoint(pretrained_path(name, weights_dir=weights_dir))
@@ -164,6 +183,10 @@ def load_family(name: str = "digits_subsets", *, weights_dir=None) -> SubsetFami
     return SubsetFamily(models, seed=int(config["subset_seed"]), n_data=int(config["n_data"]))
 
 
+SUBSET_SEED = 0
+"""The seed of the shipped family's subsets (:func:`disjoint_subsets`)."""
+
+
 def main(argv=None) -> None:
     """``python -m diffusion_geometry.memorisation``: train the family and write its bundle."""
     from . import cli
@@ -180,7 +203,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     data = training_data("digits_unet")
     t0 = time.perf_counter()
-    states = train_family(data, args.work_dir, halves=tuple(args.halves), progress=args.progress)
+    states = train_family(data, args.work_dir, halves=tuple(args.halves), seed=SUBSET_SEED, progress=args.progress)
     if not states:
         print(f"trained halves {args.halves} in {time.perf_counter() - t0:.0f} s; run again once every half is "
               "trained to write the bundle")
@@ -190,7 +213,7 @@ def main(argv=None) -> None:
     for name, state in states.items():
         bundle.register_buffer(name, torch.cat([state[k].reshape(-1) for k in order]))
     config = {"kind": "family", "member": CONFIG, "sizes": list(SIZES), "halves": list(HALVES),
-              "snapshots": list(SNAPSHOTS), "recipe": RECIPE, "subset_seed": 0, "n_data": int(data.shape[0])}
+              "snapshots": list(SNAPSHOTS), "recipe": RECIPE, "subset_seed": SUBSET_SEED, "n_data": int(data.shape[0])}
     sha = save_checkpoint(args.out, bundle, config=config,
                           meta={"parameters_per_member": count_parameters(build_model(CONFIG))})
     print(f"wrote {args.out} ({len(states)} members), sha256 {sha}")
